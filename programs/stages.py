@@ -1,0 +1,104 @@
+"""Steps 1 to 3 of DRP as DSPy modules, one per stage; each can carry its own LM (`set_lm`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import dspy
+
+from drpkit.data.schema import Item, Review
+from drpkit.signatures import (
+    DifferenceFeature,
+    ExtractDifferences,
+    ExtractFixedDifferences,
+    GenerateReview,
+    SummarizeProfile,
+    ValidateDifferences,
+)
+
+from .calls import Usage, call_stage
+from .checks import review_problem
+from .formatting import format_features, format_item, format_others, format_review
+
+STAGES = ("extract", "validate", "summarize", "generate")
+
+
+def _no_features(prediction: dspy.Prediction) -> str | None:
+    return None if prediction.differences else "no difference features in the answer"
+
+
+class Extract(dspy.Module):
+    """Step 1: a (reasoning) LM names the dimensions on which the user's review differs from the others'."""
+
+    def __init__(self, dimensions: Literal["discovered", "fixed"] = "discovered", attempts: int = 3):
+        super().__init__()
+        signature = ExtractDifferences if dimensions == "discovered" else ExtractFixedDifferences
+        self.predict = dspy.ChainOfThought(signature)
+        self.attempts = attempts
+
+    def forward(self, item: Item, user_review: Review, others: list[Review], usage: Usage) -> list[DifferenceFeature]:
+        prediction = call_stage(
+            "extract", self.predict, usage, self.attempts, check=_no_features,
+            item=format_item(item), user_review=format_review(user_review),
+            other_reviews=format_others(others),
+        )
+        return list(prediction.differences)
+
+
+class Validate(dspy.Module):
+    """Step 2: a second pass keeps only the features the reviews support."""
+
+    def __init__(self, attempts: int = 3):
+        super().__init__()
+        self.predict = dspy.ChainOfThought(ValidateDifferences)
+        self.attempts = attempts
+
+    def forward(self, item: Item, user_review: Review, others: list[Review],
+                features: list[DifferenceFeature], usage: Usage) -> list[DifferenceFeature]:
+        def out_of_range(prediction: dspy.Prediction) -> str | None:
+            bad = [n for n in prediction.keep if not 1 <= n <= len(features)]
+            return f"kept feature numbers out of range: {bad}" if bad else None
+
+        prediction = call_stage(
+            "validate", self.predict, usage, self.attempts, check=out_of_range,
+            item=format_item(item), user_review=format_review(user_review),
+            other_reviews=format_others(others), differences=format_features(features),
+        )
+        keep = set(prediction.keep)
+        return [feature for i, feature in enumerate(features, 1) if i in keep]
+
+
+class Summarize(dspy.Module):
+    """Step 3a: a profile summary from the retrieved history and the validated differences."""
+
+    def __init__(self, attempts: int = 3):
+        super().__init__()
+        self.predict = dspy.Predict(SummarizeProfile)
+        self.attempts = attempts
+
+    def forward(self, past_reviews: str, differences: str, usage: Usage) -> str:
+        def empty(prediction: dspy.Prediction) -> str | None:
+            return None if (prediction.summary or "").strip() else "empty summary"
+
+        return call_stage("summarize", self.predict, usage, self.attempts, check=empty,
+                          past_reviews=past_reviews, differences=differences).summary.strip()
+
+
+class Generate(dspy.Module):
+    """Step 3b: the review, from the history and the profile summary; an echo of the prompt is retried."""
+
+    def __init__(self, attempts: int = 3):
+        super().__init__()
+        self.predict = dspy.Predict(GenerateReview)
+        self.attempts = attempts
+
+    def forward(self, item: Item, past_reviews: str, profile_summary: str, rating: float, review_title: str,
+                usage: Usage, sources: list[str]) -> str:
+        def not_a_review(prediction: dspy.Prediction) -> str | None:
+            return review_problem(prediction.review, sources)
+
+        return call_stage(
+            "generate", self.predict, usage, self.attempts, check=not_a_review,
+            item=format_item(item), past_reviews=past_reviews, profile_summary=profile_summary,
+            rating=rating, review_title=review_title,
+        ).review.strip()

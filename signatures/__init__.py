@@ -1,0 +1,16 @@
+"""One DSPy signature per DRP stage: its docstring is the stage's instruction."""
+
+from .extract import ExtractDifferences, ExtractFixedDifferences
+from .features import DifferenceFeature
+from .generate import GenerateReview
+from .summarize import SummarizeProfile
+from .validate import ValidateDifferences
+
+__all__ = [
+    "DifferenceFeature",
+    "ExtractDifferences",
+    "ExtractFixedDifferences",
+    "GenerateReview",
+    "SummarizeProfile",
+    "ValidateDifferences",
+]

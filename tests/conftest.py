@@ -1,0 +1,39 @@
+import dspy
+import pytest
+
+from drpkit.data.loading import ReviewData
+from drpkit.data.schema import Item, Review, UserRow
+
+N_USERS, N_ITEMS = 6, 4
+STYLES = [
+    "short and blunt {a}. fine.",
+    "I absolutely LOVED {a}!!! Amazing, wonderful, a joy from start to finish!!!",
+    "The production of {a} is clean: wide stereo image, tight low end, restrained compression.",
+    "This reminds me of summers long ago when I first heard {a} with my brother in the car.",
+    "Cons: {a} is too long. Cons: the mix is muddy. Cons: overpriced. Two stars at most.",
+    "Track 1 (7/10). Track 2 (8/10). Overall {a} averages about 7.5 out of ten.",
+]
+
+
+@pytest.fixture(autouse=True)
+def isolated_dspy():
+    """No disk or memory cache, no LM left over from another test."""
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+    with dspy.context(lm=None, adapter=None):
+        yield
+
+
+@pytest.fixture
+def tiny_data() -> ReviewData:
+    """Six users who each reviewed the same four albums in a style of their own; album 3 is the target."""
+    items = {f"i{j}": Item(asin=f"i{j}", title=f"Album {j}", description=f"A rock album number {j}.")
+             for j in range(N_ITEMS)}
+    rows = []
+    for u in range(N_USERS):
+        reviews = [
+            Review(asin=f"i{j}", title=f"On album {j}", text=STYLES[u].format(a=f"album {j}"),
+                   rating=float(1 + (u + j) % 5), timestamp=1_400_000_000_000 + j)
+            for j in range(N_ITEMS)
+        ]
+        rows.append(UserRow(user_id=f"u{u}", profile=reviews[:-1], data=reviews[-1]))
+    return ReviewData(rows={"test": rows}, items=items)

@@ -1,0 +1,153 @@
+"""Each DRP stage and the composed program, under DummyLM."""
+
+import dspy
+import pytest
+from dspy.utils import DummyLM
+
+from drpkit.data.tasks import build_task
+from drpkit.lms import ThinkingChatAdapter, strip_thinking
+from drpkit.programs import DRP, DRPConfig, Extract, Generate, StageFailure, Summarize, Usage, Validate
+from drpkit.programs.checks import review_problem
+from drpkit.signatures import DifferenceFeature, ExtractDifferences
+
+FEATURES = [
+    {"name": "Length", "definition": "How long the review is.", "description": "Far shorter than the others."},
+    {"name": "Capitals", "definition": "Use of upper case.", "description": "Writes in lower case only."},
+]
+REVIEW = "short and blunt. does the job. fine."
+
+
+def stage_lms(extract=None, validate=None, summarize=None, generate=None, n=50):
+    """One DummyLM per stage, each answering the same thing every time."""
+    return {
+        "extract": DummyLM(extract or [{"reasoning": "compare", "differences": FEATURES}] * n),
+        "validate": DummyLM(validate or [{"reasoning": "check", "keep": [1]}] * n),
+        "summarize": DummyLM(summarize or [{"summary": "Terse, lower-case writer."}] * n),
+        "generate": DummyLM(generate or [{"review": REVIEW}] * n),
+    }
+
+
+def test_extract_returns_typed_features(tiny_data):
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=1, m=4)
+    comparison = task.comparisons[0]
+    with dspy.context(lm=DummyLM([{"reasoning": "r", "differences": FEATURES}])):
+        features = Extract()(comparison.item, comparison.user_review, [o for _, o in comparison.others], usage=Usage())
+    assert [f.name for f in features] == ["Length", "Capitals"]
+    assert all(isinstance(f, DifferenceFeature) for f in features)
+
+
+def test_validate_keeps_only_the_numbered_features(tiny_data):
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=1, m=4)
+    c = task.comparisons[0]
+    features = [DifferenceFeature(**f) for f in FEATURES]
+    lm = DummyLM([{"reasoning": "r", "keep": [2]}])
+    with dspy.context(lm=lm):
+        kept = Validate()(c.item, c.user_review, [o for _, o in c.others], features, usage=Usage())
+    assert [f.name for f in kept] == ["Capitals"]
+    prompt = lm.history[0]["messages"][-1]["content"]
+    assert "1. [Length]" in prompt and "2. [Capitals]" in prompt
+
+
+def test_validate_out_of_range_is_retried_then_fails(tiny_data):
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=1, m=4)
+    c = task.comparisons[0]
+    usage = Usage()
+    with dspy.context(lm=DummyLM([{"reasoning": "r", "keep": [7]}] * 3)):
+        with pytest.raises(StageFailure) as failure:
+            Validate(attempts=3)(c.item, c.user_review, [], [DifferenceFeature(**FEATURES[0])], usage=usage)
+    assert failure.value.stage == "validate"
+    assert len(failure.value.problems) == 3 and "out of range" in failure.value.problems[0]
+    assert usage.stages["validate"]["calls"] == 3
+
+
+def test_unparseable_answer_is_retried(tiny_data):
+    answers = [{"reasoning": "r"}, {"reasoning": "r"}, {"reasoning": "r", "differences": FEATURES}]
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=1, m=4)
+    c = task.comparisons[0]
+    usage = Usage()
+    with dspy.context(lm=DummyLM(answers), adapter=dspy.ChatAdapter(use_json_adapter_fallback=False)):
+        features = Extract(attempts=3)(c.item, c.user_review, [], usage=usage)
+    assert len(features) == 2
+    assert usage.stages["extract"]["calls"] == 3
+
+
+def test_generate_retries_an_echo_of_the_prompt(tiny_data):
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=0)
+    echo = "[[ ## past_reviews ## ]]\nReview 1 (of Album 0)"
+    lm = DummyLM([{"review": echo}, {"review": REVIEW}])
+    usage = Usage()
+    with dspy.context(lm=lm):
+        review = Generate()(task.item, "past", "summary", 4.0, "ok", usage=usage, sources=[])
+    assert review == REVIEW
+    assert usage.stages["generate"]["calls"] == 2
+
+
+def test_summarize_returns_text():
+    with dspy.context(lm=DummyLM([{"summary": "  Terse writer.  "}])):
+        assert Summarize()("Review 1 ...", "(no differences found)", usage=Usage()) == "Terse writer."
+
+
+def test_review_problem_detects_empty_markers_and_copies():
+    past = "the quick brown fox jumps over the lazy dog while the band plays a long slow blues song tonight"
+    assert review_problem("", []) == "empty or too short"
+    assert "field markers" in review_problem("Review Title:\nfoo bar baz", [])
+    assert "verbatim" in review_problem("Intro: " + past, [past])
+    assert review_problem("A warm, lovely record that I keep coming back to.", [past]) is None
+
+
+def test_drp_program_end_to_end_keeps_intermediates(tiny_data):
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=2, m=4)
+    program = DRP(DRPConfig(selection="random"))
+    lms = stage_lms()
+    program.set_stage_lms(lms)
+    prediction = program(task=task)
+    assert prediction.review == REVIEW
+    assert prediction.summary == "Terse, lower-case writer."
+    assert len(prediction.comparisons) == 2
+    first = prediction.comparisons[0]
+    assert len(first["representatives"]) == 4 and "u0" not in first["representatives"]
+    assert [f["name"] for f in first["differences"]] == ["Length", "Capitals"]
+    assert [f["name"] for f in first["validated"]] == ["Length"]
+    assert {s: prediction.usage[s]["calls"] for s in prediction.usage} == {
+        "extract": 2, "validate": 2, "summarize": 1, "generate": 1}
+    # each stage ran on its own LM; the summary saw the validated feature only
+    assert len(lms["extract"].history) == 2 and len(lms["generate"].history) == 1
+    summarize_prompt = lms["summarize"].history[0]["messages"][-1]["content"]
+    assert "[Length]" in summarize_prompt and "[Capitals]" not in summarize_prompt
+    # the target review's text never reaches a prompt
+    for lm in lms.values():
+        for call in lm.history:
+            assert task.reference not in str(call["messages"])
+
+
+def test_ablations_are_configuration(tiny_data):
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=2, m=4)
+    program = DRP(DRPConfig(selection="random", validate=False, summarize=False, dimensions="fixed"))
+    lms = stage_lms()
+    program.set_stage_lms(lms)
+    prediction = program(task=task)
+    assert set(prediction.usage) == {"extract", "generate"}
+    assert "Writing Style" in lms["extract"].history[0]["messages"][0]["content"]
+    generate_prompt = lms["generate"].history[0]["messages"][-1]["content"]
+    assert "[Capitals]" in generate_prompt  # unvalidated differences go straight to Generate
+    assert prediction.summary.startswith("Album")
+
+
+def test_extract_failure_is_recorded_and_the_sample_goes_on(tiny_data):
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=1, m=4)
+    program = DRP(DRPConfig(selection="random", attempts=2))
+    program.set_stage_lms(stage_lms(extract=[{"reasoning": "r", "differences": []}] * 2))
+    prediction = program(task=task)
+    assert prediction.review == REVIEW
+    assert prediction.failures[0]["stage"] == "extract"
+    assert prediction.comparisons[0]["validated"] == []
+
+
+def test_thinking_models_are_parsed():
+    assert strip_thinking("<think>hmm</think>\nanswer") == "answer"
+    assert strip_thinking("hmm, let me see</think>answer") == "answer"
+    assert strip_thinking("plain answer") == "plain answer"
+    completion = ("<think>The user is terse.</think>\n[[ ## reasoning ## ]]\nshort\n\n[[ ## differences ## ]]\n"
+                  '[{"name": "Length", "definition": "d", "description": "shorter"}]\n\n[[ ## completed ## ]]')
+    parsed = ThinkingChatAdapter().parse(dspy.ChainOfThought(ExtractDifferences).predict.signature, completion)
+    assert parsed["differences"][0].name == "Length"

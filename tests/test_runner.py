@@ -1,0 +1,91 @@
+"""`run`: rows with intermediates, metrics, resume without recomputation, recorded failures."""
+
+import json
+
+import pytest
+from dspy.utils import DummyLM
+
+from drpkit.programs import DRP, DRPConfig
+from drpkit.runner import METRICS, PREDICTIONS, RunSettings, read_rows, run
+from test_program import REVIEW, stage_lms
+
+
+def make_program(**lms):
+    program = DRP(DRPConfig(selection="random"))
+    built = stage_lms(**lms, n=200)
+    program.set_stage_lms(built)
+    return program, built
+
+
+def settings(limit=None):
+    return RunSettings(data="tiny", split="test", limit=limit, num_retrieved=3, num_compared=1)
+
+
+def test_run_writes_predictions_and_metrics(tiny_data, tmp_path):
+    program, _ = make_program()
+    metrics = run(program, tiny_data, settings(), tmp_path, concurrency=3)
+    rows = [json.loads(line) for line in (tmp_path / PREDICTIONS).read_text().splitlines()]
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
+    row = rows[0]
+    assert row["prediction"] == REVIEW and row["reference"].startswith(("short", "I ", "The", "This", "Cons", "Track"))
+    assert {"summary", "comparisons", "usage", "history"} <= set(row)
+    assert len(row["comparisons"][0]["representatives"]) == 4
+    saved = json.loads((tmp_path / METRICS).read_text())
+    assert saved == metrics and metrics["samples"] == 6 and metrics["failed"] == 0
+    assert set(metrics) >= {"bleu", "meteor", "rouge1", "rougeL", "signatures"}
+    assert metrics["usage_per_sample"]["extract"]["calls"] == 1.0
+    # "short and blunt album 3. fine." is user u0's reference: the scripted review shares words with it
+    assert 0 < metrics["rouge1"] < 1
+
+
+def test_rerun_resumes_without_recomputing(tiny_data, tmp_path):
+    program, lms = make_program()
+    run(program, tiny_data, settings(limit=4), tmp_path, concurrency=2)
+    assert len(lms["generate"].history) == 4
+    program2, lms2 = make_program()
+    metrics = run(program2, tiny_data, settings(limit=6), tmp_path, concurrency=2)
+    assert len(lms2["generate"].history) == 2  # only the two new samples
+    assert metrics["samples"] == 6
+
+
+def test_failed_samples_are_recorded_then_retried(tiny_data, tmp_path):
+    echo = {"review": "Review 1 (of Album 0), rating 4/5, titled \"On album 0\":"}
+    program, _ = make_program(generate=[echo] * 200)
+    metrics = run(program, tiny_data, settings(limit=2), tmp_path, concurrency=1)
+    rows = read_rows(tmp_path / PREDICTIONS)
+    assert metrics["failed"] == 2 and all(r["status"] == "failed" for r in rows.values())
+    assert all("echoes" in r["problems"][0] for r in rows.values())
+    assert all(r["usage"]["generate"]["calls"] == 3 for r in rows.values())
+    program2, lms2 = make_program()
+    metrics = run(program2, tiny_data, settings(limit=2), tmp_path, concurrency=1)
+    assert metrics["failed"] == 0 and len(lms2["generate"].history) == 2
+
+
+def test_server_errors_do_not_lose_finished_work(tiny_data, tmp_path):
+    class DeadLM(DummyLM):
+        def forward(self, *args, **kwargs):
+            raise ConnectionError("server went away")
+
+    program, _ = make_program()
+    program.generate.set_lm(DeadLM([]))
+    metrics = run(program, tiny_data, settings(limit=2), tmp_path, concurrency=2)
+    rows = read_rows(tmp_path / PREDICTIONS)
+    assert metrics["failed"] == 2 and "server went away" in rows["u0"]["error"]
+
+
+def test_resuming_with_other_settings_is_refused(tiny_data, tmp_path):
+    program, _ = make_program()
+    run(program, tiny_data, settings(limit=1), tmp_path, concurrency=1)
+    other = RunSettings(data="tiny", split="test", limit=1, num_retrieved=2, num_compared=1)
+    with pytest.raises(ValueError, match="num_retrieved"):
+        run(program, tiny_data, other, tmp_path, concurrency=1)
+
+
+def test_users_without_history_are_reported(tiny_data, tmp_path):
+    row = tiny_data.rows["test"][0]
+    tiny_data.rows["test"][0] = row.model_copy(update={"profile": []})
+    program, _ = make_program()
+    metrics = run(program, tiny_data, settings(limit=2), tmp_path, concurrency=1)
+    rows = read_rows(tmp_path / PREDICTIONS)
+    assert rows["u0"]["error"] == "the user has no past reviews"
+    assert metrics["samples"] == 2 and metrics["failed"] == 1
