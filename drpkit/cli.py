@@ -111,7 +111,8 @@ def served(args: argparse.Namespace, lms: StageLMs) -> Iterator[None]:
 
 def print_scores(metrics: dict) -> None:
     for key, label in (("bleu", "BLEU"), ("meteor", "METEOR"), ("rouge1", "ROUGE-1"), ("rougeL", "ROUGE-L")):
-        print(f"{label:8s} {metrics[key]:8.4f}  {metrics['signatures'][key]}", file=sys.stderr)
+        signature = metrics["signatures"]["rouge" if key.startswith("rouge") else key]
+        print(f"{label:8s} {metrics[key]:8.4f}  {signature}", file=sys.stderr)
     print(json.dumps(metrics, indent=2))
 
 

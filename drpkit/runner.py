@@ -138,7 +138,8 @@ def write_metrics(out: Path, user_ids: list[str]) -> dict[str, Any]:
     """Score the latest row of each sample; failed samples count as empty predictions and are reported."""
     rows = read_rows(out / PREDICTIONS)
     selected = [rows[uid] for uid in user_ids if uid in rows]
-    scores = score([row["prediction"] or "" for row in selected], [row["reference"] for row in selected])
+    scores = score([row["prediction"] or "" for row in selected], [row["reference"] for row in selected],
+                   missing=sum(row["prediction"] is None for row in selected))
     usage: dict[str, dict[str, int]] = {}
     for row in selected:
         for stage, counts in (row.get("usage") or {}).items():

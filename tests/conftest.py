@@ -37,3 +37,16 @@ def tiny_data() -> ReviewData:
         ]
         rows.append(UserRow(user_id=f"u{u}", profile=reviews[:-1], data=reviews[-1]))
     return ReviewData(rows={"test": rows}, items=items)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--live", action="store_true", help="also run tests that start a real vLLM server")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--live"):
+        return
+    skip = pytest.mark.skip(reason="live test: run with --live (starts a real vLLM server)")
+    for item in items:
+        if "live" in item.keywords:
+            item.add_marker(skip)
