@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -9,6 +10,9 @@ from typing import Any
 import dspy
 
 from drpkit.programs.stages import STAGES
+
+# Offline toolkit: litellm's bundled model-cost map, not a download attempt on every start.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 _THINK = re.compile(r"^.*?</think>\s*|<think>.*?</think>\s*", re.DOTALL)
 
