@@ -13,6 +13,8 @@ from drpkit.programs.stages import STAGES
 
 # Offline toolkit: litellm's bundled model-cost map, not a download attempt on every start.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# Local servers are reached directly, never through a proxy set for the outside world.
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 _THINK = re.compile(r"^.*?</think>\s*|<think>.*?</think>\s*", re.DOTALL)
 

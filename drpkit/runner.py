@@ -16,7 +16,7 @@ from tqdm import tqdm
 from drpkit.data.loading import ReviewData
 from drpkit.data.tasks import ReviewTask, build_task
 from drpkit.metrics import score
-from drpkit.programs import DRP, DRPConfig, StageFailure
+from drpkit.programs import DRP, DRPConfig
 
 PREDICTIONS = "predictions.jsonl"
 METRICS = "metrics.json"
@@ -81,14 +81,13 @@ def predict_one(program: DRP, task: ReviewTask) -> dict[str, Any]:
     row: dict[str, Any] = {"user_id": task.user_id, "asin": task.item.asin, "reference": task.reference}
     try:
         prediction = program(task=task)
-    except StageFailure as failure:
-        return row | {"status": "failed", "prediction": None, "error": str(failure), "problems": failure.problems,
-                      "usage": failure.usage, "seconds": round(time.perf_counter() - start, 2)}
     except Exception as error:  # a dead server or a bug: recorded, and retried on the next run
         return row | {"status": "failed", "prediction": None, "error": f"{type(error).__name__}: {error}",
                       "seconds": round(time.perf_counter() - start, 2)}
+    failed = prediction.review is None
     return row | {
-        "status": "ok",
+        "status": "failed" if failed else "ok",
+        "error": f"{prediction.failures[-1]['stage']} gave no usable answer" if failed else None,
         "prediction": prediction.review,
         "summary": prediction.summary,
         "history": [review.asin for _, review in task.history],

@@ -13,13 +13,15 @@ RETRY_TEMPERATURE = 0.7
 
 
 class StageFailure(RuntimeError):
-    """A stage gave no usable answer after all its attempts."""
+    """A stage gave no usable answer after all its attempts; `problems` says why, one per attempt."""
 
     def __init__(self, stage: str, problems: list[str]):
         self.stage = stage
         self.problems = problems
-        self.usage: dict[str, dict[str, int]] = {}  # what the sample had spent, filled in by the program
         super().__init__(f"{stage} failed after {len(problems)} attempt(s): {problems[-1]}")
+
+    def record(self) -> dict[str, Any]:
+        return {"stage": self.stage, "problems": self.problems}
 
 
 @dataclass
@@ -65,5 +67,6 @@ def call_stage(
         problem = check(prediction) if check else None
         if problem is None:
             return prediction
-        problems.append(problem)
+        answer = {k: str(v)[:300] for k, v in prediction.items() if k != "reasoning"}
+        problems.append(f"{problem}: {answer}")
     raise StageFailure(stage, problems)

