@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--embedder", default=None, help="sentence-transformers model name or folder for Step 0")
     run.add_argument("--api-base", default="http://127.0.0.1:8000/v1", help="the vLLM server of every stage")
     run.add_argument("--model", default="drp-default", help="served model name of every stage")
+    run.add_argument("--adapter", choices=["json", "chat"], default="json",
+                     help="how DSPy asks for the output fields: JSON (more robust with small models) or [[ ## ]] chat")
     run.add_argument("--temperature", type=float, default=0.0)
     run.add_argument("--max-tokens", type=int, default=1024)
     run.add_argument("--stage-lm", action="append", default=[], metavar="STAGE=MODEL[@API_BASE]",
@@ -121,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     from drpkit.data import SAMPLE_DIR, load_reviews
     from drpkit.data.representatives import Embedder
-    from drpkit.lms import ThinkingChatAdapter
+    from drpkit.lms import ADAPTERS
     from drpkit.programs import DRP
     from drpkit.runner import RunSettings, run
 
@@ -135,10 +138,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     lms = stage_lms(args)
     settings = RunSettings(data=str(args.data), split=args.split, limit=args.limit,
                            num_retrieved=args.num_retrieved, num_compared=args.num_compared,
-                           program=config, lms=lms.describe())
+                           program=config, adapter=args.adapter, lms=lms.describe())
     cache = Path(os.environ.get("DRPKIT_CACHE", Path.home() / ".cache" / "drpkit")) / "dspy"
     dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(cache))
-    dspy.configure(adapter=ThinkingChatAdapter())
+    dspy.configure(adapter=ADAPTERS[args.adapter]())
     program = DRP(config, embedder=Embedder(args.embedder) if args.embedder else None)
     program.set_stage_lms(lms.build())
     with served(args, lms):
@@ -171,6 +174,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so a server this process started is stopped with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     commands = {"run": cmd_run, "serve": cmd_serve, "prepare-model": cmd_prepare_model, "evaluate": cmd_evaluate}
     commands[args.command](args)
 

@@ -35,8 +35,13 @@ class ThinkingChatAdapter(dspy.ChatAdapter):
 
 
 class ThinkingJSONAdapter(dspy.JSONAdapter):
+    """JSONAdapter that parses R1-style answers; the default, as small models keep JSON fields apart best."""
+
     def parse(self, signature, completion: str) -> dict[str, Any]:
         return super().parse(signature, strip_thinking(completion))
+
+
+ADAPTERS = {"json": ThinkingJSONAdapter, "chat": ThinkingChatAdapter}
 
 
 @dataclass(frozen=True)

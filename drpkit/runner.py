@@ -33,6 +33,7 @@ class RunSettings:
     num_retrieved: int = 8
     num_compared: int = 8
     program: DRPConfig = field(default_factory=DRPConfig)
+    adapter: str = "json"
     lms: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:

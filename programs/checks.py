@@ -11,7 +11,8 @@ _FIELD_MARKERS = re.compile(
 )
 _REFUSAL = re.compile(r"^\W*(I'?m sorry|I am sorry|I can(no|')t (assist|help)|As an AI)", re.IGNORECASE)
 COPY_SPAN_WORDS = 12
-MIN_WORDS = 3
+MIN_WORDS = 3  # shorter answers count as empty
+MIN_COPY_WORDS = 6  # a shared phrase shorter than this is the user's habit, not a copy
 
 
 def _words(text: str) -> list[str]:
@@ -27,17 +28,34 @@ def review_problem(review: str | None, sources: list[str]) -> str | None:
         return "empty or too short"
     if _FIELD_MARKERS.search(review):
         return "echoes the prompt's field markers"
-    if _REFUSAL.search(review):
-        return "a refusal, not a review"
-    return copy_problem(review, sources)
+    return refusal_problem(review) or repetition_problem(review) or copy_problem(review, sources)
+
+
+def repetition_problem(text: str) -> str | None:
+    """A degenerate loop: the same `COPY_SPAN_WORDS` words twice in one answer."""
+    words = _words(text)
+    seen: set[tuple[str, ...]] = set()
+    for i in range(len(words) - COPY_SPAN_WORDS + 1):
+        span = tuple(words[i : i + COPY_SPAN_WORDS])
+        if span in seen:
+            return "repeats itself"
+        seen.add(span)
+    return None
+
+
+def refusal_problem(text: str) -> str | None:
+    return "a refusal, not an answer" if _REFUSAL.search(text) else None
 
 
 def copy_problem(text: str, sources: list[str]) -> str | None:
-    """Name it if `text` repeats one of `sources` word for word over `COPY_SPAN_WORDS` words."""
+    """Name it if `text` repeats a source word for word over `COPY_SPAN_WORDS` words (or whole, if shorter)."""
     words = _words(text)
-    spans = {tuple(words[i : i + COPY_SPAN_WORDS]) for i in range(len(words) - COPY_SPAN_WORDS + 1)}
+    span = min(COPY_SPAN_WORDS, len(words))
+    if span < MIN_COPY_WORDS:
+        return None
+    spans = {tuple(words[i : i + span]) for i in range(len(words) - span + 1)}
     for source in sources:
         src = _words(source)
-        if any(tuple(src[i : i + COPY_SPAN_WORDS]) in spans for i in range(len(src) - COPY_SPAN_WORDS + 1)):
-            return f"copies {COPY_SPAN_WORDS}+ words verbatim from the prompt"
+        if any(tuple(src[i : i + span]) in spans for i in range(len(src) - span + 1)):
+            return f"copies {span} words verbatim from the prompt"
     return None

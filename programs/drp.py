@@ -80,7 +80,7 @@ class DRP(dspy.Module):
             summary = self.summarize(past_reviews, differences, usage=usage) if self.config.summarize else differences  # Step 3a
             review = self.generate(  # Step 3b
                 task.item, past_reviews, summary, task.target.rating, task.target.title, usage=usage,
-                sources=[review.text for _, review in task.history] + [summary],
+                sources=[review.text for _, review in task.history] + [summary, task.item.description],
             )
         except StageFailure as failure:  # no review: the sample fails, with everything it produced kept
             failures.append(failure.record())

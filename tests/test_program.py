@@ -5,7 +5,7 @@ import pytest
 from dspy.utils import DummyLM
 
 from drpkit.data.tasks import build_task
-from drpkit.lms import ThinkingChatAdapter, strip_thinking
+from drpkit.lms import ThinkingChatAdapter, ThinkingJSONAdapter, strip_thinking
 from drpkit.programs import DRP, DRPConfig, Extract, Generate, StageFailure, Summarize, Usage, Validate
 from drpkit.programs.checks import review_problem
 from drpkit.signatures import DifferenceFeature, ExtractDifferences
@@ -93,6 +93,10 @@ def test_review_problem_detects_empty_markers_and_copies():
     assert "field markers" in review_problem("Review Title:\nfoo bar baz", [])
     assert "verbatim" in review_problem("Intro: " + past, [past])
     assert review_problem("A warm, lovely record that I keep coming back to.", [past]) is None
+    assert "copies 7 words" in review_problem("the lazy dog while the band plays", [past])  # all of it, copied
+    assert review_problem("fine i guess. skip it.", ["fine i guess. skip track 7."]) is None  # a habit
+    assert review_problem(past + " and " + past, []) == "repeats itself"
+    assert "refusal" in review_problem("I'm sorry, but I can't assist with that request.", [])
 
 
 def test_drp_program_end_to_end_keeps_intermediates(tiny_data):
@@ -151,3 +155,20 @@ def test_thinking_models_are_parsed():
                   '[{"name": "Length", "definition": "d", "description": "shorter"}]\n\n[[ ## completed ## ]]')
     parsed = ThinkingChatAdapter().parse(dspy.ChainOfThought(ExtractDifferences).predict.signature, completion)
     assert parsed["differences"][0].name == "Length"
+
+
+def test_program_runs_with_the_default_json_adapter(tiny_data):
+    json_adapter = dspy.JSONAdapter()
+    lms = {
+        "extract": DummyLM([{"reasoning": "r", "differences": FEATURES}] * 2, adapter=json_adapter),
+        "validate": DummyLM([{"reasoning": "r", "keep": [1, 2]}] * 2, adapter=json_adapter),
+        "summarize": DummyLM([{"summary": "Terse."}], adapter=json_adapter),
+        "generate": DummyLM([{"review": REVIEW}], adapter=json_adapter),
+    }
+    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=2, m=4)
+    program = DRP(DRPConfig(selection="random"))
+    program.set_stage_lms(lms)
+    with dspy.context(adapter=ThinkingJSONAdapter()):
+        prediction = program(task=task)
+    assert prediction.review == REVIEW and prediction.failures == []
+    assert [f["name"] for f in prediction.comparisons[1]["validated"]] == ["Length", "Capitals"]
