@@ -13,12 +13,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from drpkit.lms import LMSpec, StageLMs
-from drpkit.programs import STAGES, DRPConfig
+from drpkit.programs import METHODS, STAGES, DRPConfig
 
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--serve-model", default=None,
-                        help="model to serve: a packaged model name (default qwen2.5-coder-0.5b-instruct), "
+                        help="model to serve: a packaged model name (default qwen2.5-coder-1.5b-instruct), "
                              "a local folder, or a hub id")
     parser.add_argument("--max-model-len", type=int, default=8192)
     parser.add_argument("--reasoning-parser", default=None,
@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, default=None, help="first N samples of the split")
     run.add_argument("--out", default="runs/drp", help="output folder; rerunning into it resumes")
     run.add_argument("--concurrency", type=int, default=8, help="samples in flight at once")
+    run.add_argument("--method", choices=sorted(METHODS), default="drp",
+                     help="drp, or a baseline/neighbour run by the same program: " +
+                          "; ".join(f"{m.name}: {m.description}" for m in METHODS.values()))
     run.add_argument("--num-retrieved", type=int, default=8, help="past reviews retrieved (BM25) for the prompts")
     run.add_argument("--num-compared", type=int, default=8, help="profile items compared with representatives")
     run.add_argument("--m", type=int, default=4, help="representative reviewers per compared item")
@@ -89,7 +92,7 @@ def stage_lms(args: argparse.Namespace) -> StageLMs:
 @contextlib.contextmanager
 def served(args: argparse.Namespace, lms: StageLMs) -> Iterator[None]:
     """Make sure a server answers for every stage; start the default one if asked (and stop it after)."""
-    from drpkit.serving import ServerUnavailable, VLLMServer, check_server, resolve_model
+    from drpkit.serving import DEFAULT_MODEL, ServerUnavailable, VLLMServer, check_server, resolve_model
 
     bases = sorted({getattr(lms, stage).api_base for stage in STAGES})
     missing = []
@@ -100,7 +103,7 @@ def served(args: argparse.Namespace, lms: StageLMs) -> Iterator[None]:
             missing.append(base)
     if args.serve == "always" or (missing and args.serve == "auto" and missing == [args.api_base]):
         port = urlparse(args.api_base).port or 8000
-        model = resolve_model(args.serve_model or "qwen2.5-coder-0.5b-instruct")
+        model = resolve_model(args.serve_model or DEFAULT_MODEL)
         print(f"starting vLLM ({model}) on port {port}...", file=sys.stderr)
         with VLLMServer(model, served_name=args.model, port=port, max_model_len=args.max_model_len,
                         reasoning_parser=args.reasoning_parser, log_path=args.server_log) as server:
@@ -135,9 +138,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     config = DRPConfig(m=args.m, selection=args.selection, dimensions=args.dimensions,
                        validate=not args.no_validate, summarize=not args.no_summarize,
                        seed=args.seed, attempts=args.attempts)
+    config, num_retrieved, num_compared = METHODS[args.method].apply(config, args.num_retrieved, args.num_compared)
     lms = stage_lms(args)
-    settings = RunSettings(data=str(args.data), split=args.split, limit=args.limit,
-                           num_retrieved=args.num_retrieved, num_compared=args.num_compared,
+    settings = RunSettings(data=str(args.data), split=args.split, limit=args.limit, method=args.method,
+                           num_retrieved=num_retrieved, num_compared=num_compared,
                            program=config, adapter=args.adapter, lms=lms.describe())
     cache = Path(os.environ.get("DRPKIT_CACHE", Path.home() / ".cache" / "drpkit")) / "dspy"
     dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(cache))
@@ -150,9 +154,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from drpkit.serving import VLLMServer, resolve_model
+    from drpkit.serving import DEFAULT_MODEL, VLLMServer, resolve_model
 
-    model = resolve_model(args.serve_model or "qwen2.5-coder-0.5b-instruct")
+    model = resolve_model(args.serve_model or DEFAULT_MODEL)
     with VLLMServer(model, served_name=args.served_name, port=args.port, max_model_len=args.max_model_len,
                     reasoning_parser=args.reasoning_parser, log_path=args.server_log) as server:
         print(f"serving {model} as {args.served_name!r} at {server.base_url} (Ctrl-C stops it)", file=sys.stderr)

@@ -30,6 +30,7 @@ class RunSettings:
     data: str
     split: str = "test"
     limit: int | None = None
+    method: str = "drp"
     num_retrieved: int = 8
     num_compared: int = 8
     program: DRPConfig = field(default_factory=DRPConfig)

@@ -2,6 +2,7 @@
 
 from .calls import StageFailure, Usage
 from .drp import DRP, DRPConfig
+from .methods import METHODS, Method
 from .stages import STAGES, Extract, Generate, Summarize, Validate
 
-__all__ = ["DRP", "DRPConfig", "STAGES", "Extract", "Generate", "StageFailure", "Summarize", "Usage", "Validate"]
+__all__ = ["DRP", "DRPConfig", "METHODS", "Method", "STAGES", "Extract", "Generate", "StageFailure", "Summarize", "Usage", "Validate"]

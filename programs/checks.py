@@ -12,6 +12,7 @@ _FIELD_MARKERS = re.compile(
 _REFUSAL = re.compile(r"^\W*(I'?m sorry|I am sorry|I can(no|')t (assist|help)|As an AI)", re.IGNORECASE)
 COPY_SPAN_WORDS = 12
 MIN_WORDS = 3  # shorter answers count as empty
+COPY_SHARE = 0.5
 MIN_COPY_WORDS = 6  # a shared phrase shorter than this is the user's habit, not a copy
 
 
@@ -22,8 +23,7 @@ def _words(text: str) -> list[str]:
 def review_problem(review: str | None, sources: list[str]) -> str | None:
     """Name what is wrong with `review`, or None if it looks like a review.
 
-    `sources` are the texts shown in the prompt (past reviews, summary): a review that repeats one of
-    them word for word over `COPY_SPAN_WORDS` words is a copy, not a new review."""
+    `sources` are the texts shown in the prompt (past reviews, summary, item description)."""
     if review is None or len(_words(review)) < MIN_WORDS:
         return "empty or too short"
     if _FIELD_MARKERS.search(review):
@@ -48,14 +48,19 @@ def refusal_problem(text: str) -> str | None:
 
 
 def copy_problem(text: str, sources: list[str]) -> str | None:
-    """Name it if `text` repeats a source word for word over `COPY_SPAN_WORDS` words (or whole, if shorter)."""
+    """Name it if most of `text` repeats the sources word for word (runs of `COPY_SPAN_WORDS` words, or
+    the whole text if shorter): an echo. Reusing a phrase of the summary or a past review is allowed."""
     words = _words(text)
     span = min(COPY_SPAN_WORDS, len(words))
     if span < MIN_COPY_WORDS:
         return None
-    spans = {tuple(words[i : i + span]) for i in range(len(words) - span + 1)}
+    source_spans = set()
     for source in sources:
         src = _words(source)
-        if any(tuple(src[i : i + span]) in spans for i in range(len(src) - span + 1)):
-            return f"copies {span} words verbatim from the prompt"
-    return None
+        source_spans.update(tuple(src[i : i + span]) for i in range(len(src) - span + 1))
+    covered = set()
+    for i in range(len(words) - span + 1):
+        if tuple(words[i : i + span]) in source_spans:
+            covered.update(range(i, i + span))
+    share = len(covered) / len(words)
+    return f"{share:.0%} of it copied verbatim from the prompt" if share >= COPY_SHARE else None

@@ -74,7 +74,7 @@ class DRP(dspy.Module):
             })
             validated.append((comparison.item, kept))
 
-        differences = format_differences(validated)
+        differences = format_differences(validated) if task.comparisons else "(none)"
         summary = review = None
         try:
             summary = self.summarize(past_reviews, differences, usage=usage) if self.config.summarize else differences  # Step 3a

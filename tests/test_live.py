@@ -6,7 +6,7 @@ import pytest
 
 from drpkit.cli import main
 from drpkit.programs.checks import review_problem
-from drpkit.serving import VLLMServer, find_free_port, resolve_model
+from drpkit.serving import DEFAULT_MODEL, VLLMServer, find_free_port, resolve_model
 
 pytestmark = pytest.mark.live
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.live
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("vllm") / "server.log"
-    with VLLMServer(resolve_model("qwen2.5-coder-0.5b-instruct"), port=find_free_port(), log_path=log) as srv:
+    with VLLMServer(resolve_model(DEFAULT_MODEL), port=find_free_port(), log_path=log) as srv:
         yield srv
 
 

