@@ -2,13 +2,15 @@
 
     python benchmarks/drp_throughput.py --data sample --limit 8 --concurrency 8 [--num-compared 2]
 
-Starts the default server unless one answers at --api-base; prints one JSON object.
+Needs a running server (`drp serve`), so that its start is not timed; LM answers are not taken from
+DSPy's cache (a fresh cache folder). Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -31,12 +33,13 @@ def _args() -> argparse.Namespace:
 
 def main() -> None:
     args = _args()
-    with tempfile.TemporaryDirectory() as out:  # a fresh folder: nothing resumed, nothing cached by the runner
+    with tempfile.TemporaryDirectory() as out:  # nothing resumed, no cached LM answers
+        os.environ["DRPKIT_CACHE"] = out
         start = time.perf_counter()
         drp(["run", "--data", args.data, "--split", args.split, "--limit", str(args.limit), "--out", out,
              "--concurrency", str(args.concurrency), "--method", args.method,
              "--num-retrieved", str(args.num_retrieved), "--num-compared", str(args.num_compared),
-             "--api-base", args.api_base])
+             "--api-base", args.api_base, "--serve", "never"])
         seconds = time.perf_counter() - start
         metrics = json.loads((Path(out) / "metrics.json").read_text())
     print(json.dumps({
