@@ -9,10 +9,12 @@ from typing import Literal
 import dspy
 
 from drpkit.data.representatives import Embedder
-from drpkit.data.tasks import ReviewTask
+from drpkit.data.schema import Review
+from drpkit.data.tasks import Comparison, ReviewTask
+from drpkit.signatures import DifferenceFeature
 
 from .calls import StageFailure, Usage
-from .formatting import format_differences, format_history
+from .formatting import format_contrasts, format_differences, format_history
 from .representatives import SelectRepresentatives
 from .stages import STAGES, Extract, Generate, Summarize, Validate
 
@@ -28,6 +30,11 @@ class DRPConfig:
     summarize: bool = True
     seed: int = 0
     attempts: int = 3
+    contrast: bool = False  # CICL: Generate reads the user's vs the representatives' reviews, no differences
+
+    def __post_init__(self) -> None:
+        if self.contrast and (self.validate or self.summarize):
+            raise ValueError("contrast examples go straight to Generate: set validate=False and summarize=False")
 
 
 class DRP(dspy.Module):
@@ -43,7 +50,7 @@ class DRP(dspy.Module):
         self.extract = Extract(config.dimensions, config.attempts)
         self.validate = Validate(config.attempts)
         self.summarize = Summarize(config.attempts)
-        self.generate = Generate(config.attempts)
+        self.generate = Generate(config.contrast, config.attempts)
 
     def set_stage_lms(self, lms: Mapping[str, dspy.LM]) -> None:
         """Attach one LM per stage (keys: extract, validate, summarize, generate)."""
@@ -51,33 +58,32 @@ class DRP(dspy.Module):
             getattr(self, stage).set_lm(lms[stage])
 
     def forward(self, task: ReviewTask) -> dspy.Prediction:
-        usage, failures, comparisons, validated = Usage(), [], [], []
+        usage, failures, comparisons, per_item = Usage(), [], [], []
         past_reviews = format_history(task.history)
 
         for comparison in task.comparisons:
             representatives = self.representatives(comparison)  # Step 0
             others = [review for _, review in representatives]
             found, kept = [], []
-            try:
-                found = self.extract(comparison.item, comparison.user_review, others, usage=usage)  # Step 1
-                kept = found
-                if self.config.validate and found:
-                    kept = self.validate(comparison.item, comparison.user_review, others, found, usage=usage)  # Step 2
-            except StageFailure as failure:
-                failures.append(failure.record() | {"asin": comparison.item.asin})
-                kept = []
+            if not self.config.contrast:  # Steps 1 and 2
+                found, kept = self.find_differences(comparison, others, usage, failures)
             comparisons.append({
                 "asin": comparison.item.asin,
                 "representatives": [user_id for user_id, _ in representatives],
                 "differences": [f.model_dump() for f in found],
                 "validated": [f.model_dump() for f in kept],
             })
-            validated.append((comparison.item, kept))
+            per_item.append((comparison, others, kept))
 
-        differences = format_differences(validated) if task.comparisons else "(none)"
+        if not task.comparisons:
+            evidence = "(none)"
+        elif self.config.contrast:  # CICL: the reviews themselves, the user's against the others'
+            evidence = format_contrasts((c.item, c.user_review, others) for c, others, _ in per_item)
+        else:
+            evidence = format_differences((c.item, kept) for c, _, kept in per_item)
         summary = review = None
         try:
-            summary = self.summarize(past_reviews, differences, usage=usage) if self.config.summarize else differences  # Step 3a
+            summary = self.summarize(past_reviews, evidence, usage=usage) if self.config.summarize else evidence  # Step 3a
             review = self.generate(  # Step 3b
                 task.item, past_reviews, summary, task.target.rating, task.target.title, usage=usage,
                 sources=[review.text for _, review in task.history] + [summary, task.item.description],
@@ -88,3 +94,17 @@ class DRP(dspy.Module):
             review=review, summary=summary, comparisons=comparisons, failures=failures,
             usage=usage.stages, config=asdict(self.config),
         )
+
+    def find_differences(self, comparison: Comparison, others: list[Review], usage: Usage,
+                         failures: list[dict]) -> tuple[list[DifferenceFeature], list[DifferenceFeature]]:
+        """Steps 1 and 2 for one compared item: the features found and those kept. A failure is recorded
+        and the sample goes on without this item's differences."""
+        found: list[DifferenceFeature] = []
+        try:
+            found = self.extract(comparison.item, comparison.user_review, others, usage=usage)  # Step 1
+            if self.config.validate and found:
+                return found, self.validate(comparison.item, comparison.user_review, others, found, usage=usage)  # Step 2
+            return found, found
+        except StageFailure as failure:
+            failures.append(failure.record() | {"asin": comparison.item.asin})
+            return found, []

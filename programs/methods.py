@@ -29,6 +29,9 @@ METHODS = {m.name: m for m in (
            history=False, compare=False, config={"summarize": False}),
     Method("rag", "the user's BM25-retrieved past reviews in context", compare=False, config={"summarize": False}),
     Method("intsum", "a summary of the retrieved history, then generation from history + summary", compare=False),
+    Method("cicl", "contrastive in-context learning: the user's reviews of compared items as positive examples, "
+           "the representatives' reviews of the same items as negative ones",
+           config={"contrast": True, "validate": False, "summarize": False}),
     Method("dpl", "DPL: differences on three fixed dimensions, no validation",
            config={"dimensions": "fixed", "validate": False}),
     Method("drp", "DRP: discovered differences, validated, summarized"),

@@ -11,6 +11,7 @@ from drpkit.signatures import (
     DifferenceFeature,
     ExtractDifferences,
     ExtractFixedDifferences,
+    GenerateContrastiveReview,
     GenerateReview,
     SummarizeProfile,
     ValidateDifferences,
@@ -87,20 +88,22 @@ class Summarize(dspy.Module):
 
 
 class Generate(dspy.Module):
-    """Step 3b: the review, from the history and the profile summary; an echo of the prompt is retried."""
+    """Step 3b: the review, from the history and the profile (the summary, or CICL's contrast examples);
+    an echo of the prompt is retried."""
 
-    def __init__(self, attempts: int = 3):
+    def __init__(self, contrastive: bool = False, attempts: int = 3):
         super().__init__()
-        self.predict = dspy.Predict(GenerateReview)
+        self.predict = dspy.Predict(GenerateContrastiveReview if contrastive else GenerateReview)
+        self.profile_field = "contrast_examples" if contrastive else "profile_summary"
         self.attempts = attempts
 
-    def forward(self, item: Item, past_reviews: str, profile_summary: str, rating: float, review_title: str,
+    def forward(self, item: Item, past_reviews: str, profile: str, rating: float, review_title: str,
                 usage: Usage, sources: list[str]) -> str:
         def not_a_review(prediction: dspy.Prediction) -> str | None:
             return review_problem(prediction.review, sources)
 
         return call_stage(
             "generate", self.predict, usage, self.attempts, check=not_a_review,
-            item=format_item(item), past_reviews=past_reviews, profile_summary=profile_summary,
-            rating=rating, review_title=review_title,
+            item=format_item(item), past_reviews=past_reviews, rating=rating, review_title=review_title,
+            **{self.profile_field: profile},
         ).review.strip()

@@ -2,7 +2,7 @@
 
 from .extract import ExtractDifferences, ExtractFixedDifferences
 from .features import DifferenceFeature
-from .generate import GenerateReview
+from .generate import GenerateContrastiveReview, GenerateReview
 from .summarize import SummarizeProfile
 from .validate import ValidateDifferences
 
@@ -10,6 +10,7 @@ __all__ = [
     "DifferenceFeature",
     "ExtractDifferences",
     "ExtractFixedDifferences",
+    "GenerateContrastiveReview",
     "GenerateReview",
     "SummarizeProfile",
     "ValidateDifferences",

@@ -191,10 +191,33 @@ def test_methods_are_settings_of_the_one_program(tiny_data):
         calls[name] = {stage: usage["calls"] for stage, usage in prediction.usage.items()}
         generate_prompt = lms["generate"].history[0]["messages"][-1]["content"]
         assert ("(no past reviews)" in generate_prompt) == (name == "non-p")
+        assert ("Other users' reviews (not like these)" in generate_prompt) == (name == "cicl")
     assert calls == {
         "non-p": {"generate": 1},
         "rag": {"generate": 1},
         "intsum": {"summarize": 1, "generate": 1},
+        "cicl": {"generate": 1},
         "dpl": {"extract": 2, "summarize": 1, "generate": 1},
         "drp": {"extract": 2, "validate": 2, "summarize": 1, "generate": 1},
     }
+
+
+def test_cicl_contrasts_the_users_reviews_with_the_representatives(tiny_data):
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=2, m=4)
+    program = DRP(DRPConfig(selection="random", contrast=True, validate=False, summarize=False))
+    lms = stage_lms()
+    program.set_stage_lms(lms)
+    prediction = program(task=task)
+    assert prediction.review == REVIEW and set(prediction.usage) == {"generate"}
+    messages = lms["generate"].history[0]["messages"]
+    assert "contrast_examples" in messages[0]["content"] and "profile_summary" not in messages[0]["content"]
+    prompt = messages[-1]["content"]
+    for comparison in prediction.comparisons:  # every representative's review is a negative example
+        assert len(comparison["representatives"]) == 4 and comparison["differences"] == []
+    assert prompt.count("The user's review (write like this)") == 2 and prompt.count("Other user 4:") == 2
+    assert "short and blunt album 0. fine." in prompt  # the user's own review of a compared item
+
+
+def test_contrast_without_differences_is_enforced():
+    with pytest.raises(ValueError, match="summarize=False"):
+        DRPConfig(contrast=True)
