@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -71,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="auto: start the default server when none answers at --api-base, stop it at the end")
     _add_serve_options(run)
 
+    experiment = sub.add_parser("experiment", help="run a grid of methods, variants, models, temperatures and "
+                                "data (TOML); writes each run and results.md / results.csv")
+    experiment.add_argument("grid", help="grid file, e.g. experiments/sample_grid.toml")
+    experiment.add_argument("--out", default=None, help="output folder (default runs/<grid name>); rerunning resumes")
+    experiment.add_argument("--concurrency", type=int, default=8, help="samples in flight at once, per run")
+
     evaluate = sub.add_parser("evaluate", help="score a JSONL of {prediction, reference} rows")
     evaluate.add_argument("predictions")
     return parser
@@ -123,11 +128,9 @@ def print_scores(metrics: dict) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    import dspy
-
     from drpkit.data import SAMPLE_DIR, load_reviews
     from drpkit.data.representatives import Embedder
-    from drpkit.lms import ADAPTERS
+    from drpkit.lms import configure_dspy
     from drpkit.programs import DRP
     from drpkit.runner import RunSettings, run
 
@@ -143,14 +146,33 @@ def cmd_run(args: argparse.Namespace) -> None:
     settings = RunSettings(data=str(args.data), split=args.split, limit=args.limit, method=args.method,
                            num_retrieved=num_retrieved, num_compared=num_compared,
                            program=config, adapter=args.adapter, lms=lms.describe())
-    cache = Path(os.environ.get("DRPKIT_CACHE", Path.home() / ".cache" / "drpkit")) / "dspy"
-    dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(cache))
-    dspy.configure(adapter=ADAPTERS[args.adapter]())
+    configure_dspy(args.adapter)
     program = DRP(config, embedder=Embedder(args.embedder) if args.embedder else None)
     program.set_stage_lms(lms.build())
     with served(args, lms):
         metrics = run(program, data, settings, Path(args.out), concurrency=args.concurrency)
     print_scores(metrics)
+
+
+def cmd_experiment(args: argparse.Namespace) -> None:
+    from drpkit.experiment import load_grid, run_grid
+    from drpkit.lms import configure_dspy
+
+    grid = load_grid(args.grid)
+    configure_dspy(grid.adapter)
+    out = Path(args.out or Path("runs") / Path(args.grid).stem)
+    print(run_grid(grid, out, check_servers=check_models, concurrency=args.concurrency))
+    print(f"results: {out / 'results.md'}, {out / 'results.csv'}", file=sys.stderr)
+
+
+def check_models(lms: StageLMs) -> None:
+    """Fail fast, before a run, when a stage's server does not answer or does not serve its model."""
+    from drpkit.serving import check_server
+
+    for spec in {getattr(lms, stage) for stage in STAGES}:
+        served_models = check_server(spec.api_base)
+        if spec.model not in served_models:
+            raise SystemExit(f"{spec.api_base} serves {served_models}, not {spec.model!r}")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -180,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so a server this process started is stopped with it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    commands = {"run": cmd_run, "serve": cmd_serve, "prepare-model": cmd_prepare_model, "evaluate": cmd_evaluate}
+    commands = {"run": cmd_run, "serve": cmd_serve, "prepare-model": cmd_prepare_model, "evaluate": cmd_evaluate,
+                "experiment": cmd_experiment}
     commands[args.command](args)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -42,6 +43,14 @@ class ThinkingJSONAdapter(dspy.JSONAdapter):
 
 
 ADAPTERS = {"json": ThinkingJSONAdapter, "chat": ThinkingChatAdapter}
+
+
+def configure_dspy(adapter: str) -> None:
+    """The process-wide settings of every command that calls LMs: the adapter, and the disk cache under
+    $DRPKIT_CACHE (default ~/.cache/drpkit), so that a rerun reuses every answer it already got."""
+    cache = Path(os.environ.get("DRPKIT_CACHE", Path.home() / ".cache" / "drpkit")) / "dspy"
+    dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(cache))
+    dspy.configure(adapter=ADAPTERS[adapter]())
 
 
 @dataclass(frozen=True)

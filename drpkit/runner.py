@@ -111,13 +111,18 @@ def read_rows(path: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def unfinished(tasks: list[ReviewTask], out: Path) -> list[ReviewTask]:
+    """The tasks without an ok row in `out`: what a run into `out` would compute."""
+    done = {uid for uid, row in read_rows(out / PREDICTIONS).items() if row["status"] == "ok"}
+    return [task for task in tasks if task.user_id not in done]
+
+
 def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concurrency: int = 8) -> dict[str, Any]:
     """Predict every unfinished sample of the split into `out`, then score them all; returns the metrics."""
     out.mkdir(parents=True, exist_ok=True)
     _check_run_record(out / RUN_RECORD, settings)
     tasks, unusable = build_tasks(data, settings)
-    done = {uid for uid, row in read_rows(out / PREDICTIONS).items() if row["status"] == "ok"}
-    todo = [task for task in tasks if task.user_id not in done]
+    todo = unfinished(tasks, out)
     progress = Progress(total=len(tasks), initial=len(tasks) - len(todo))
     lock = threading.Lock()
     with open(out / PREDICTIONS, "a", encoding="utf-8") as sink:
@@ -150,6 +155,8 @@ def write_metrics(out: Path, user_ids: list[str]) -> dict[str, Any]:
     metrics = scores.as_dict() | {
         "samples": len(selected),
         "failed": sum(row["status"] != "ok" for row in selected),
+        # each row keeps the time of the run that produced it, so a resumed run reports its own cost
+        "seconds_per_sample": round(sum(row.get("seconds", 0) for row in selected) / max(len(selected), 1), 2),
         "usage_per_sample": {stage: {k: round(v / max(len(selected), 1), 1) for k, v in c.items()}
                              for stage, c in usage.items()},
     }

@@ -1,0 +1,124 @@
+"""`drp experiment`: grid files, cells, resuming without LM calls, the results table."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from drpkit.experiment import load_grid, run_grid
+from drpkit.runner import PREDICTIONS, read_rows
+from test_program import stage_lms
+
+GRID = """
+methods = ["non-p", "cicl", "drp"]
+temperatures = [[0, 0.5]]
+
+[run]
+num_retrieved = 2
+num_compared = 1
+selection = "random"
+
+[variants]
+no-validate = { methods = ["drp"], validate = false }
+
+[models.small]
+model = "small"
+api_base = "http://127.0.0.1:8000/v1"
+extract = { model = "thinker", api_base = "http://127.0.0.1:8001/v1", max_tokens = 4096 }
+
+[data.sample]
+source = "sample"
+limit = 2
+"""
+GOOD_REVIEW = "I love this album and the songs are great, the music is good and I like the sound of it."
+
+
+class CountingLMs:
+    """DummyLMs for each cell, counted; the cells of the `drp` base row answer with a better review."""
+
+    def __init__(self):
+        self.built = []
+
+    def __call__(self, lms):
+        better = lms.extract.model == "thinker" and len(self.built) in (4, 5)  # cells in grid order
+        self.built.append(stage_lms(generate=[{"review": GOOD_REVIEW}] * 200 if better else None, n=200))
+        return self.built[-1]
+
+    @property
+    def calls(self):
+        return sum(len(lm.history) for lms in self.built for lm in lms.values())
+
+
+@pytest.fixture
+def grid_file(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(GRID)
+    return path
+
+
+def test_grid_cells_are_named_and_configured(grid_file):
+    grid = load_grid(grid_file)
+    cells = {cell.id: cell for cell in grid.cells()}
+    assert list(cells) == [f"{row}-small-t{t}-sample" for row in ("non-p-base", "cicl-base", "drp-base",
+                                                                  "drp-no-validate") for t in ("0", "0.5")]
+    settings = cells["drp-no-validate-small-t0.5-sample"].settings
+    assert settings.program.validate is False and settings.program.selection == "random"
+    assert settings.num_compared == 1 and settings.split == "test" and settings.limit == 2
+    assert settings.lms["extract"] == settings.lms["extract"] | {"model": "thinker", "max_tokens": 4096,
+                                                                 "temperature": 0.5}
+    assert settings.lms["generate"]["model"] == "small"
+    assert cells["non-p-base-small-t0-sample"].settings.num_retrieved == 0
+    assert cells["cicl-base-small-t0-sample"].settings.program.contrast is True
+
+
+@pytest.mark.parametrize("change, message", [
+    ("[run]\nnum_retreived = 2", "unknown key"),
+    ('[variants]\nsum = { methods = ["non-p"], summarize = true }', "contradicts method 'non-p'"),
+    ('[models.base]\nmodel = "x"', "model name 'base'"),
+])
+def test_bad_grids_are_refused_before_anything_runs(tmp_path, change, message):
+    path = tmp_path / "bad.toml"
+    path.write_text('methods = ["non-p"]\n[data.s]\nsource = "sample"\n' + change)
+    with pytest.raises(ValueError, match=message):
+        load_grid(path)
+
+
+def test_grid_resumes_without_recomputation_and_writes_the_table(grid_file, tmp_path):
+    out = tmp_path / "out"
+    lms = CountingLMs()
+    markdown = run_grid(load_grid(grid_file), out, build_lms=lms)
+    assert lms.calls > 0
+    first_csv = (out / "results.csv").read_text()
+
+    checked = []
+    again = CountingLMs()
+    assert run_grid(load_grid(grid_file), out, build_lms=again, check_servers=checked.append) == markdown
+    assert again.calls == 0 and checked == []  # every cell finished: no LM call, no server needed
+    assert (out / "results.csv").read_text() == first_csv  # seconds come from the rows, not the rerun
+
+    rows = list(csv.DictReader(io.StringIO(first_csv)))
+    assert [(r["method"], r["variant"], r["temperatures"]) for r in rows] == [
+        ("non-p", "base", "0 0.5"), ("cicl", "base", "0 0.5"), ("drp", "base", "0 0.5"),
+        ("drp", "no-validate", "0 0.5")]
+    assert [r["best"] for r in rows] == ["", "", "bleu meteor rouge1 rougeL", ""]
+    drp = rows[2]
+    assert float(drp["calls"]) == 4 and drp["cells"] == "drp-base-small-t0-sample drp-base-small-t0.5-sample"
+    per_cell = [round(sum(r["seconds"] for r in read_rows(out / cell / PREDICTIONS).values()) / 2, 2)
+                for cell in drp["cells"].split()]
+    assert (float(drp["seconds_min"]), float(drp["seconds_max"])) == (min(per_cell), max(per_cell))
+
+    table = (out / "results.md").read_text()
+    assert "| drp | base | 0, 0.5 | **" in table and "| non-p | base | 0, 0.5 | 0." in table
+    assert "Metric signatures" in table and "nrefs:1|case:mixed" in table and "use_stemmer:False" in table
+    assert json.loads((out / "drp-base-small-t0-sample" / "run.json").read_text())["method"] == "drp"
+
+
+def test_cli_experiment_reports_finished_grid(grid_file, tmp_path, monkeypatch, capsys):
+    from drpkit import cli
+
+    out = tmp_path / "out"
+    run_grid(load_grid(grid_file), out, build_lms=CountingLMs())
+    monkeypatch.setattr("drpkit.lms.configure_dspy", lambda adapter: None)  # keep the tests' dspy settings
+    cli.main(["experiment", str(grid_file), "--out", str(out)])
+    assert "| cicl | base |" in capsys.readouterr().out
