@@ -36,6 +36,7 @@ class RunSettings:
     program: DRPConfig = field(default_factory=DRPConfig)
     adapter: str = "json"
     lms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    program_state: str | None = None  # fingerprint of a compiled program's state (`drp optimize`); None: defaults
 
     def record(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -120,7 +121,7 @@ def unfinished(tasks: list[ReviewTask], out: Path) -> list[ReviewTask]:
 def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concurrency: int = 8) -> dict[str, Any]:
     """Predict every unfinished sample of the split into `out`, then score them all; returns the metrics."""
     out.mkdir(parents=True, exist_ok=True)
-    _check_run_record(out / RUN_RECORD, settings)
+    check_settings(out / RUN_RECORD, settings)
     tasks, unusable = build_tasks(data, settings)
     todo = unfinished(tasks, out)
     progress = Progress(total=len(tasks), initial=len(tasks) - len(todo))
@@ -165,12 +166,14 @@ def write_metrics(out: Path, user_ids: list[str]) -> dict[str, Any]:
 
 
 def _identity(record: dict[str, Any]) -> dict[str, Any]:
-    """The settings that change predictions: not the sample limit, not where the server listens."""
+    """The settings that change results: not the sample limit or an optimizer's budget (more of either
+    continues the run), not where the servers listen."""
     lms = {stage: {k: v for k, v in spec.items() if k != "api_base"} for stage, spec in record["lms"].items()}
-    return {k: v for k, v in record.items() if k != "limit"} | {"lms": lms}
+    return {k: v for k, v in record.items() if k not in ("limit", "budget")} | {"lms": lms}
 
 
-def _check_run_record(path: Path, settings: RunSettings) -> None:
+def check_settings(path: Path, settings: Any) -> None:
+    """Write `settings.record()` to `path`, or refuse when the folder was made with other settings."""
     record = settings.record()
     if path.exists():
         previous = _identity(json.loads(path.read_text(encoding="utf-8")))

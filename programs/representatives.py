@@ -17,6 +17,10 @@ class SelectRepresentatives:
         self.m, self.method, self.seed = m, method, seed
         self.embedder = embedder or (Embedder() if method == "kmeans" else None)
 
+    def __deepcopy__(self, memo: dict) -> SelectRepresentatives:
+        """No parameters to copy: optimizers' copies of the program share Step 0 and its embedder."""
+        return self
+
     def __call__(self, comparison: Comparison) -> list[tuple[str, Review]]:
         return select_representatives(
             comparison.user_review, list(comparison.others), m=self.m, method=self.method,

@@ -1,0 +1,54 @@
+"""Train, dev and held-out examples for optimization, disjoint even when they come from one split."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import dspy
+
+from drpkit.data.loading import ReviewData
+from drpkit.data.tasks import ReviewTask, build_task
+
+
+@dataclass(frozen=True)
+class Portion:
+    """`size` users of `split`, drawn after the portions before it that use the same split."""
+
+    split: str
+    size: int
+
+
+def task_key(task: ReviewTask) -> str:
+    """The identity of a sample in logs: its user and target item."""
+    return f"{task.user_id}/{task.item.asin}"
+
+
+def make_examples(data: ReviewData, portions: list[Portion], seed: int = 0, num_retrieved: int = 8,
+                  num_compared: int = 8, m: int = 4) -> list[list[dspy.Example]]:
+    """Examples `dspy.Example(task=..., reference=...).with_inputs("task")` for each portion, in order.
+
+    Each split is shuffled once with `seed` and consumed front to back, so a dev set and a held-out set
+    taken from the same split never share a user; users without past reviews are skipped."""
+    orders: dict[str, list] = {}
+    taken: dict[str, int] = {}
+    result = []
+    for portion in portions:
+        if portion.split not in data.rows:
+            raise ValueError(f"split {portion.split!r} is not in the data (have: {sorted(data.rows)})")
+        if portion.split not in orders:
+            rows = [row for row in data.rows[portion.split] if row.profile]
+            random.Random(seed).shuffle(rows)
+            orders[portion.split], taken[portion.split] = rows, 0
+        start = taken[portion.split]
+        rows = orders[portion.split][start:start + portion.size]
+        if len(rows) < portion.size:
+            raise ValueError(f"split {portion.split!r} has {len(orders[portion.split]) - start} usable users left "
+                             f"for a portion of {portion.size}")
+        taken[portion.split] = start + portion.size
+        result.append([
+            dspy.Example(task=build_task(row, data, num_retrieved, num_compared, m), reference=row.data.text)
+            .with_inputs("task")
+            for row in rows
+        ])
+    return result

@@ -1,0 +1,133 @@
+"""What an optimization run keeps on disk so that an interrupted run continues instead of starting over:
+every program prediction (evaluations.jsonl, replayed on a rerun) and every evaluated candidate with its
+score (candidates.jsonl)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import dspy
+from dspy.utils.callback import BaseCallback
+
+from drpkit.data.representatives import Embedder
+from drpkit.data.tasks import ReviewTask
+from drpkit.programs import DRP, STAGES, DRPConfig
+
+from .examples import task_key
+
+
+def fingerprint(program: DRP) -> str:
+    """A hash of everything optimization changes: each stage's signature (instructions, field prefixes) and
+    demos, frozen or not; not its LM (nor what an optimizer attaches to the program, e.g. its trial logs)."""
+    state = {
+        f"{stage}.{name}": {k: v for k, v in predictor.dump_state().items() if k in ("signature", "demos")}
+        for stage in STAGES for name, predictor in getattr(program, stage).named_predictors()
+    }
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def stage_instructions(program: DRP) -> dict[str, str]:
+    """The instruction of each stage's predictor."""
+    return {stage: getattr(program, stage).predictors()[0].signature.instructions for stage in STAGES}
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class EvaluationLog:
+    """Predictions keyed by (program fingerprint, sample), appended as they are made. With `replay` on, a
+    prediction already in the log is returned instead of running the program again; `calls` counts the LM
+    calls of the predictions made by this process."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows = {(row["candidate"], row["sample"]): row for row in _read_jsonl(path)}
+        self.replay = True
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def __deepcopy__(self, memo: dict) -> EvaluationLog:
+        return self  # the copies optimizers make of the program share one log
+
+    def get(self, candidate: str, sample: str) -> dict[str, Any] | None:
+        return self.rows.get((candidate, sample)) if self.replay else None
+
+    def add(self, row: dict[str, Any]) -> None:
+        with self.lock:
+            self.rows[(row["candidate"], row["sample"])] = row
+            self.calls += sum(stage["calls"] for stage in row["usage"].values())
+            with open(self.path, "a", encoding="utf-8") as sink:
+                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+class LoggedDRP(DRP):
+    """DRP that logs each prediction to an EvaluationLog and replays logged ones: a rerun of an optimization
+    costs no LM call for the (instructions, sample) pairs it has already evaluated."""
+
+    def __init__(self, config: DRPConfig, log: EvaluationLog, embedder: Embedder | None = None):
+        super().__init__(config, embedder)
+        self.log = log
+
+    def forward(self, task: ReviewTask) -> dspy.Prediction:
+        candidate, sample = fingerprint(self), task_key(task)
+        if row := self.log.get(candidate, sample):
+            return dspy.Prediction(review=row["review"], summary=row["summary"], failures=row["failures"],
+                                   comparisons=[], usage={}, config=row["config"], replayed=True)
+        with dspy.context(usage_tracker=None):  # counted in the log; an enclosing tracker sees only the optimizer's calls
+            prediction = super().forward(task)
+        self.log.add({"candidate": candidate, "sample": sample, "review": prediction.review,
+                      "summary": prediction.summary, "failures": prediction.failures, "usage": prediction.usage,
+                      "config": prediction.config})
+        return prediction
+
+
+class CandidateLog(BaseCallback):
+    """A DSPy callback writing each evaluation an optimizer runs to candidates.jsonl: the instructions of the
+    optimized stages, the mean metric score, and which examples (`sets` names them: train, dev); an
+    evaluation already in the file, as on a rerun, is not written again."""
+
+    def __init__(self, path: Path, stages: tuple[str, ...], sets: dict[str, list[dspy.Example]]):
+        self.path, self.stages = path, stages
+        self.sets = {name: [task_key(e.task) for e in examples] for name, examples in sets.items()}
+        self.seen = {(row["candidate"], tuple(row["samples"])) for row in _read_jsonl(path)}
+        self.started: dict[str, tuple[dspy.Module, list[dspy.Example]]] = {}
+        self.lock = threading.Lock()
+
+    def on_evaluate_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        self.started[call_id] = (inputs["program"], inputs.get("devset") or instance.devset)
+
+    def on_evaluate_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
+        program, devset = self.started.pop(call_id)
+        if outputs is None:
+            return
+        samples = tuple(task_key(example.task) for example in devset)
+        candidate = fingerprint(program)
+        with self.lock:
+            if (candidate, samples) in self.seen:
+                return
+            self.seen.add((candidate, samples))
+            scores = [float(score) for *_, score in outputs.results]
+            instructions = stage_instructions(program)
+            row = {
+                "candidate": candidate,
+                "set": self._set_name(samples),
+                "n": len(samples),
+                "score": sum(scores) / len(scores),
+                "instructions": {stage: instructions[stage] for stage in self.stages},
+                "samples": list(samples),
+            }
+            with open(self.path, "a", encoding="utf-8") as sink:
+                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def _set_name(self, samples: tuple[str, ...]) -> str:
+        for name, keys in self.sets.items():
+            if set(samples) <= set(keys):
+                return name if len(samples) == len(keys) else f"{name} minibatch"
+        return "mixed"

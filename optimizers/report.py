@@ -1,0 +1,48 @@
+"""report.json and a readable report.md of an optimization: scores before/after, instruction diffs, cost."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+_SCORES = (("bleu", "BLEU"), ("rougeL", "ROUGE-L"), ("meteor", "METEOR"), ("rouge1", "ROUGE-1"), ("metric", "metric"))
+
+
+def instruction_diff(stage: str, before: str, after: str) -> str:
+    """A unified diff of two instructions, wrapped to 100 columns so that it reads line by line."""
+    lines = [textwrap.fill(before, 100).splitlines(), textwrap.fill(after, 100).splitlines()]
+    return "\n".join(difflib.unified_diff(*lines, f"{stage} (default)", f"{stage} (optimized)", lineterm=""))
+
+
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    s, o = report["settings"], report["optimizer"]
+    lines = [
+        f"# Optimization: {o['name']} on {', '.join(s['stages'])}",
+        "",
+        f"Data `{s['data']}`, method `{s['method']}`; metric `{s['metric']}`"
+        + (f" (BLEU weight {s['bleu_weight']})" if s["metric"] == "mix" else "")
+        + f"; examples: train {report['examples']['train']} ({s['train']['split']}), "
+        f"dev {report['examples']['dev']} ({s['dev']['split']}), held-out {report['examples']['heldout']} "
+        f"({s['heldout']['split']}); seed {s['seed']}; budget {s['budget'] or 'auto'}.",
+        "",
+        f"Optimizer wall time {o['wall_seconds']} s; LLM calls in this run: {o['llm_calls']['task']} by the "
+        f"program, {o['llm_calls']['proposer']} by the proposer (cached and replayed calls are free).",
+        "",
+        "| set | metric | before | after |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, scores in report["scores"].items():
+        for key, label in _SCORES:
+            lines.append(f"| {name} | {label} | {scores['before'][key]:.4f} | {scores['after'][key]:.4f} |")
+    lines += ["", "BLEU is corpus sacrebleu (0-100); METEOR and ROUGE are 0-1; `metric` is the mean of the "
+              "per-example optimization metric.", "", "## Instructions", ""]
+    for stage, texts in report["instructions"].items():
+        diff = instruction_diff(stage, texts["before"], texts["after"])
+        lines += [f"### {stage}", "", f"```diff\n{diff}\n```" if diff else "unchanged", ""]
+    lines.append(f"Compiled program: `{report['program_state']}` (fingerprint {report['fingerprint']}); "
+                 f"run it with `drp run --program-state {report['program_state']}`.")
+    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,150 @@
+"""Prompt optimization: metrics and feedback, each optimizer on tiny data, compiled state, resuming."""
+
+import json
+
+import dspy
+import pytest
+import sacrebleu
+from rouge_score import rouge_scorer
+
+from drpkit.optimizers import (
+    OptimizeSettings,
+    Portion,
+    ReviewMetric,
+    fingerprint,
+    load_compiled,
+    optimize,
+    review_feedback,
+    rouge_l,
+    sentence_bleu,
+    stage_instructions,
+)
+from drpkit.programs import DRP, STAGES, DRPConfig
+from drpkit.runner import RunSettings, run
+from scripted_lm import ScriptedLM
+
+PAIRS = [
+    ("the cat sat", "the cat sat on the mat"),
+    ("I absolutely LOVED it!!!", "I loved it. Amazing album!"),
+    ("Great production, tight low end.", "The production is clean: tight low end."),
+    ("nothing in common", "completely different words"),
+]
+
+
+@pytest.mark.parametrize("prediction,reference", PAIRS)
+def test_metrics_match_sacrebleu_and_rouge_score(prediction, reference):
+    expected_bleu = sacrebleu.sentence_bleu(prediction, [reference], smooth_method="exp", tokenize="13a").score
+    assert sentence_bleu(prediction, reference) == pytest.approx(expected_bleu / 100)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    assert rouge_l(prediction, reference) == pytest.approx(scorer.score(reference, prediction)["rougeL"].fmeasure)
+
+
+def test_metric_values_by_hand():
+    # LCS 3 of 3 predicted and 6 reference words: P 1, R 0.5, F 2/3
+    assert rouge_l("the cat sat", "the cat sat on the mat") == pytest.approx(2 / 3)
+    assert sentence_bleu("the cat sat on the mat", "the cat sat on the mat") == pytest.approx(1.0)
+    assert rouge_l("nothing in common", "completely different words") == 0.0
+    example = dspy.Example(reference="the cat sat on the mat", task=None)
+    prediction = dspy.Prediction(review="the cat sat", failures=[])
+    mix = ReviewMetric("mix", bleu_weight=0.25).score("the cat sat", example.reference)
+    assert mix == pytest.approx(0.25 * sentence_bleu("the cat sat", example.reference) + 0.75 * 2 / 3)
+    with pytest.raises(ValueError):
+        ReviewMetric("bertscore")
+    assert prediction.review == "the cat sat"
+
+
+def test_feedback_names_length_tone_rating_and_vocabulary():
+    review = "I absolutely love this wonderful album, a great and amazing listen from start to finish, " * 3
+    feedback = review_feedback(review, "Boring. Muddy mix, weak songs, overpriced.", rating=1.0)
+    assert "Length" in feedback and "write shorter" in feedback
+    assert "Rating: the user rated the item 1/5 but the review sounds positive" in feedback
+    assert "Vocabulary" in feedback and "muddy" in feedback
+    assert "Tone" in feedback
+    failed = review_feedback(None, "Fine.", rating=3.0, failure="echoes the prompt's field markers")
+    assert "No review was produced: echoes the prompt's field markers" in failed
+
+
+def test_metric_scores_a_failed_sample_zero_with_its_reason(tiny_data):
+    from drpkit.data.tasks import build_task
+
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=0)
+    example = dspy.Example(task=task, reference=task.reference).with_inputs("task")
+    failed = dspy.Prediction(review=None, failures=[{"stage": "generate", "problems": ["empty or too short"]}])
+    result = ReviewMetric("rougeL")(example, failed, None, "generate.predict", None)
+    assert result.score == 0.0 and "empty or too short" in result.feedback
+
+
+def settings(optimizer="mipro", stages=("generate",), budget=2, **kwargs):
+    return OptimizeSettings(
+        data="tiny", stages=stages, optimizer=optimizer, budget=budget, candidates=3,
+        train=Portion("test", 2), dev=Portion("test", 2), heldout=Portion("test", 2),
+        num_retrieved=3, num_compared=1, program=DRPConfig(selection="random"), **kwargs,
+    )
+
+
+def run_optimize(data, out, **kwargs):
+    lm, proposer = ScriptedLM(), ScriptedLM()
+    with dspy.context(adapter=dspy.ChatAdapter()):
+        report = optimize(data, settings(**kwargs), {stage: lm for stage in STAGES}, proposer, out, concurrency=2)
+    return report, lm, proposer
+
+
+@pytest.mark.parametrize("optimizer,stages,budget", [
+    ("mipro", ("generate",), 2),
+    ("copro", ("summarize", "generate"), 1),
+    ("gepa", ("generate",), 12),
+])
+def test_optimizer_changes_only_the_chosen_stages(tiny_data, tmp_path, optimizer, stages, budget):
+    report, _, proposer = run_optimize(tiny_data, tmp_path, optimizer=optimizer, stages=stages, budget=budget)
+    changed = {s for s, texts in report["instructions"].items() if texts["before"] != texts["after"]}
+    assert "generate" in changed and changed <= set(stages)
+    assert "PROPOSED" in report["instructions"]["generate"]["after"]
+    assert report["scores"]["dev"]["after"]["metric"] > report["scores"]["dev"]["before"]["metric"]
+    assert set(report["scores"]) == {"dev", "heldout"}
+    # one request per proposer call; COPRO asks for several completions (n) in one
+    assert 0 < report["optimizer"]["llm_calls"]["proposer"] <= proposer.calls["proposer"]
+    rows = [json.loads(line) for line in (tmp_path / "candidates.jsonl").read_text().splitlines()]
+    assert {r["set"] for r in rows} >= {"dev"} and all(set(r["instructions"]) == set(stages) for r in rows)
+    assert any(r["score"] > rows[0]["score"] for r in rows)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "+++ generate (optimized)" in markdown and "| dev | ROUGE-L |" in markdown
+
+
+def test_compiled_state_loads_with_the_configured_lms(tiny_data, tmp_path):
+    report, _, _ = run_optimize(tiny_data, tmp_path)
+    program = DRP(DRPConfig(selection="random"))
+    lms = {stage: ScriptedLM() for stage in STAGES}
+    state = load_compiled(program, tmp_path / "program.json", lms)
+    assert state == report["fingerprint"] != fingerprint(DRP(DRPConfig(selection="random")))
+    assert stage_instructions(program) == {s: texts["after"] for s, texts in report["instructions"].items()}
+    assert all(getattr(program, stage).predictors()[0].lm is lms[stage] for stage in STAGES)
+    with dspy.context(adapter=dspy.ChatAdapter()):
+        from drpkit.data.tasks import build_task
+
+        review = program(task=build_task(tiny_data.rows["test"][0], tiny_data, 3, 1)).review
+    assert review.startswith("I think album 3")  # the scripted LM's answer to a proposed instruction
+
+
+def test_rerun_replays_evaluations_and_a_larger_budget_goes_on(tiny_data, tmp_path):
+    first, lm, _ = run_optimize(tiny_data, tmp_path, budget=2)
+    assert lm.calls["task"] > 0
+    candidates = (tmp_path / "candidates.jsonl").read_text()
+    again, lm2, _ = run_optimize(tiny_data, tmp_path, budget=2)
+    assert lm2.calls["task"] == 0 and again["optimizer"]["llm_calls"]["task"] == 0
+    assert (tmp_path / "candidates.jsonl").read_text() == candidates  # nothing evaluated twice
+    assert again["instructions"] == first["instructions"]
+    longer, lm3, _ = run_optimize(tiny_data, tmp_path, budget=4)
+    assert lm3.calls["task"] < lm.calls["task"]  # only the new trials' candidates
+    assert len((tmp_path / "candidates.jsonl").read_text()) >= len(candidates)
+    with pytest.raises(ValueError, match="other settings"):
+        run_optimize(tiny_data, tmp_path, metric="bleu")
+
+
+def test_run_refuses_to_resume_with_another_program_state(tiny_data, tmp_path):
+    program = DRP(DRPConfig(selection="random"))
+    program.set_stage_lms({stage: ScriptedLM() for stage in STAGES})
+    base = dict(data="tiny", limit=1, num_retrieved=3, num_compared=1, program=DRPConfig(selection="random"))
+    with dspy.context(adapter=dspy.ChatAdapter()):
+        run(program, tiny_data, RunSettings(**base, program_state=None), tmp_path, concurrency=1)
+        with pytest.raises(ValueError, match="program_state"):
+            run(program, tiny_data, RunSettings(**base, program_state="0123abcd"), tmp_path, concurrency=1)
