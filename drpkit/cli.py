@@ -76,6 +76,19 @@ def _parser() -> argparse.ArgumentParser:
     experiment.add_argument("--out", default=None, help="output folder (default runs/<grid name>); rerunning resumes")
     experiment.add_argument("--concurrency", type=int, default=8, help="samples in flight at once, per run")
 
+    analyze = sub.add_parser("analyze", help="RQ2: an LLM judges the validated difference features of runs; "
+                             "writes analysis.json (UVQ, categories per extractor) and two PNG figures")
+    analyze.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run folders (drp run / experiment)")
+    analyze.add_argument("--judge-model", required=True, help="served model name of the judge")
+    analyze.add_argument("--judge-api-base", default="http://127.0.0.1:8000/v1")
+    analyze.add_argument("--max-tokens", type=int, default=1024)
+    analyze.add_argument("--adapter", choices=["json", "chat"], default="json")
+    analyze.add_argument("--dedupe-threshold", type=float, default=None,
+                         help="also merge a user's features whose name+definition embeddings have cosine >= this")
+    analyze.add_argument("--embedder", default=None, help="sentence-transformers model for --dedupe-threshold")
+    analyze.add_argument("--concurrency", type=int, default=8, help="judge calls in flight at once")
+    analyze.add_argument("--out", default="runs/analysis", help="folder for analysis.json and the figures")
+
     evaluate = sub.add_parser("evaluate", help="score a JSONL of {prediction, reference} rows")
     evaluate.add_argument("predictions")
     return parser
@@ -165,6 +178,23 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     print(f"results: {out / 'results.md'}, {out / 'results.csv'}", file=sys.stderr)
 
 
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from drpkit.analysis import analyze
+    from drpkit.data.representatives import Embedder
+    from drpkit.lms import configure_dspy
+
+    judge = LMSpec(model=args.judge_model, api_base=args.judge_api_base, max_tokens=args.max_tokens)
+    check_models(StageLMs.single(judge))
+    configure_dspy(args.adapter)
+    encoder = Embedder(args.embedder) if args.dedupe_threshold is not None else None
+    result = analyze([Path(run) for run in args.runs], judge.build(), Path(args.out), encoder=encoder,
+                     threshold=args.dedupe_threshold, concurrency=args.concurrency)
+    for run in result["runs"]:
+        print(f"{run['name']}: extractor {run['extractor']}, BLEU {run['bleu']:.2f}, UVQ {run['uvq']:.2f}, "
+              f"{run['valid']}/{run['features']} valid, {run['judge_failures']} judge failures", file=sys.stderr)
+    print(f"analysis: {Path(args.out) / 'analysis.json'} and figures beside it", file=sys.stderr)
+
+
 def check_models(lms: StageLMs) -> None:
     """Fail fast, before a run, when a stage's server does not answer or does not serve its model."""
     from drpkit.serving import check_server
@@ -203,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     # SIGTERM unwinds like Ctrl-C, so a server this process started is stopped with it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     commands = {"run": cmd_run, "serve": cmd_serve, "prepare-model": cmd_prepare_model, "evaluate": cmd_evaluate,
-                "experiment": cmd_experiment}
+                "experiment": cmd_experiment, "analyze": cmd_analyze}
     commands[args.command](args)
 
 

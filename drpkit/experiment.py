@@ -7,7 +7,7 @@ import csv
 import io
 import re
 import statistics
-import tomllib
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -21,6 +21,11 @@ from drpkit.data.representatives import Embedder
 from drpkit.lms import ADAPTERS, LMSpec, StageLMs
 from drpkit.programs import DRP, METHODS, STAGES, DRPConfig
 from drpkit.runner import RunSettings, build_tasks, run, unfinished
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 SCORES = {"bleu": "BLEU", "meteor": "METEOR", "rouge1": "ROUGE-1", "rougeL": "ROUGE-L"}
 COSTS = {"calls": "LLM calls", "prompt_tokens": "prompt tokens", "completion_tokens": "completion tokens",

@@ -3,6 +3,7 @@
 from .extract import ExtractDifferences, ExtractFixedDifferences
 from .features import DifferenceFeature
 from .generate import GenerateContrastiveReview, GenerateReview
+from .judge import JudgeFeature
 from .summarize import SummarizeProfile
 from .validate import ValidateDifferences
 
@@ -12,6 +13,7 @@ __all__ = [
     "ExtractFixedDifferences",
     "GenerateContrastiveReview",
     "GenerateReview",
+    "JudgeFeature",
     "SummarizeProfile",
     "ValidateDifferences",
 ]
