@@ -1,4 +1,4 @@
-"""`drp`: prepare the model, serve it, run DRP over a split, evaluate predictions."""
+"""`drp`: prepare the model, serve it, run DRP over a split, optimize its instructions, evaluate predictions."""
 
 from __future__ import annotations
 
@@ -8,11 +8,17 @@ import json
 import signal
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from drpkit.lms import LMSpec, StageLMs
 from drpkit.programs import METHODS, STAGES, DRPConfig
+
+if TYPE_CHECKING:
+    from drpkit.data.loading import ReviewData
+    from drpkit.data.representatives import Embedder
 
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +29,38 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reasoning-parser", default=None,
                         help="vLLM reasoning parser for <think> models, e.g. deepseek_r1")
     parser.add_argument("--server-log", default=None, help="file for the server's log")
+
+
+def _add_program_options(parser: argparse.ArgumentParser) -> None:
+    """Data, method, program and LM options shared by `run` and `optimize`."""
+    parser.add_argument("--data", default="sample",
+                        help="'sample' (shipped), a JSONL or save_to_disk folder, or 'hub' (needs --category)")
+    parser.add_argument("--category", default=None, help="Books, CDs_and_Vinyl or Movies_and_TV (save_to_disk / hub)")
+    parser.add_argument("--concurrency", type=int, default=8, help="samples in flight at once")
+    parser.add_argument("--method", choices=sorted(METHODS), default="drp",
+                        help="drp, or a baseline/neighbour run by the same program: " +
+                             "; ".join(f"{m.name}: {m.description}" for m in METHODS.values()))
+    parser.add_argument("--num-retrieved", type=int, default=8, help="past reviews retrieved (BM25) for the prompts")
+    parser.add_argument("--num-compared", type=int, default=8, help="profile items compared with representatives")
+    parser.add_argument("--m", type=int, default=4, help="representative reviewers per compared item")
+    parser.add_argument("--selection", choices=["kmeans", "random"], default="kmeans")
+    parser.add_argument("--dimensions", choices=["discovered", "fixed"], default="discovered")
+    parser.add_argument("--no-validate", action="store_true", help="ablation: skip Step 2")
+    parser.add_argument("--no-summarize", action="store_true", help="ablation: differences go straight to Generate")
+    parser.add_argument("--attempts", type=int, default=3, help="tries per stage call before it is a failure")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--embedder", default=None, help="sentence-transformers model name or folder for Step 0")
+    parser.add_argument("--api-base", default="http://127.0.0.1:8000/v1", help="the vLLM server of every stage")
+    parser.add_argument("--model", default="drp-default", help="served model name of every stage")
+    parser.add_argument("--adapter", choices=["json", "chat"], default="json",
+                        help="how DSPy asks for the output fields: JSON (more robust with small models) or [[ ## ]] chat")
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--max-tokens", type=int, default=1024)
+    parser.add_argument("--stage-lm", action="append", default=[], metavar="STAGE=MODEL[@API_BASE]",
+                        help=f"a stage's own LM, e.g. extract=r1@http://127.0.0.1:8001/v1 (stages: {', '.join(STAGES)})")
+    parser.add_argument("--serve", choices=["auto", "always", "never"], default="auto",
+                        help="auto: start the default server when none answers at --api-base, stop it at the end")
+    _add_serve_options(parser)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,37 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_serve_options(serve)
 
     run = sub.add_parser("run", help="run DRP over a split; writes predictions.jsonl and metrics.json")
-    run.add_argument("--data", default="sample",
-                     help="'sample' (shipped), a JSONL or save_to_disk folder, or 'hub' (needs --category)")
-    run.add_argument("--category", default=None, help="Books, CDs_and_Vinyl or Movies_and_TV (save_to_disk / hub)")
     run.add_argument("--split", default="test")
     run.add_argument("--limit", type=int, default=None, help="first N samples of the split")
     run.add_argument("--out", default="runs/drp", help="output folder; rerunning into it resumes")
-    run.add_argument("--concurrency", type=int, default=8, help="samples in flight at once")
-    run.add_argument("--method", choices=sorted(METHODS), default="drp",
-                     help="drp, or a baseline/neighbour run by the same program: " +
-                          "; ".join(f"{m.name}: {m.description}" for m in METHODS.values()))
-    run.add_argument("--num-retrieved", type=int, default=8, help="past reviews retrieved (BM25) for the prompts")
-    run.add_argument("--num-compared", type=int, default=8, help="profile items compared with representatives")
-    run.add_argument("--m", type=int, default=4, help="representative reviewers per compared item")
-    run.add_argument("--selection", choices=["kmeans", "random"], default="kmeans")
-    run.add_argument("--dimensions", choices=["discovered", "fixed"], default="discovered")
-    run.add_argument("--no-validate", action="store_true", help="ablation: skip Step 2")
-    run.add_argument("--no-summarize", action="store_true", help="ablation: differences go straight to Generate")
-    run.add_argument("--attempts", type=int, default=3, help="tries per stage call before it is a failure")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--embedder", default=None, help="sentence-transformers model name or folder for Step 0")
-    run.add_argument("--api-base", default="http://127.0.0.1:8000/v1", help="the vLLM server of every stage")
-    run.add_argument("--model", default="drp-default", help="served model name of every stage")
-    run.add_argument("--adapter", choices=["json", "chat"], default="json",
-                     help="how DSPy asks for the output fields: JSON (more robust with small models) or [[ ## ]] chat")
-    run.add_argument("--temperature", type=float, default=0.0)
-    run.add_argument("--max-tokens", type=int, default=1024)
-    run.add_argument("--stage-lm", action="append", default=[], metavar="STAGE=MODEL[@API_BASE]",
-                     help=f"a stage's own LM, e.g. extract=r1@http://127.0.0.1:8001/v1 (stages: {', '.join(STAGES)})")
-    run.add_argument("--serve", choices=["auto", "always", "never"], default="auto",
-                     help="auto: start the default server when none answers at --api-base, stop it at the end")
-    _add_serve_options(run)
+    run.add_argument("--program-state", default=None,
+                     help="a compiled program (program.json of `drp optimize`) instead of the default instructions")
+    _add_program_options(run)
 
     experiment = sub.add_parser("experiment", help="run a grid of methods, variants, models, temperatures and "
                                 "data (TOML); writes each run and results.md / results.csv")
@@ -88,6 +101,32 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--embedder", default=None, help="sentence-transformers model for --dedupe-threshold")
     analyze.add_argument("--concurrency", type=int, default=8, help="judge calls in flight at once")
     analyze.add_argument("--out", default="runs/analysis", help="folder for analysis.json and the figures")
+
+    opt = sub.add_parser("optimize", help="tune the instructions of chosen stages against BLEU/ROUGE-L on a dev "
+                         "split; writes program.json, candidates.jsonl, report.md")
+    opt.add_argument("--stages", default="generate",
+                     help=f"comma-separated stages to optimize, the others stay as they are ({', '.join(STAGES)})")
+    opt.add_argument("--optimizer", choices=["mipro", "copro", "gepa"], default="mipro")
+    opt.add_argument("--metric", choices=["bleu", "rougeL", "mix"], default="mix",
+                     help="per-example metric: sentence BLEU, ROUGE-L F, or a weighted mix of the two")
+    opt.add_argument("--bleu-weight", type=float, default=0.5, help="BLEU's weight in the mix")
+    for name, split, size, use in (("train", "train", 20, "the proposer's and GEPA's reflection examples"),
+                                   ("dev", "val", 30, "candidates are scored on it"),
+                                   ("heldout", "val", 30, "scored before and after only; 0 skips it")):
+        opt.add_argument(f"--{name}-split", default=split, help=f"split of the {name} examples ({use})")
+        opt.add_argument(f"--{name}-size", type=int, default=size, help=f"number of {name} examples")
+    opt.add_argument("--budget", type=int, default=None,
+                     help="MIPROv2 trials, COPRO rounds or GEPA metric calls (default: auto light; COPRO 2); "
+                          "rerunning with a larger one goes on from where the last run stopped")
+    opt.add_argument("--candidates", type=int, default=6,
+                     help="instructions proposed per stage (MIPROv2) or per round (COPRO)")
+    opt.add_argument("--demos", type=int, default=0, help="bootstrapped demos per stage (MIPROv2); 0: instructions only")
+    opt.add_argument("--proposer", default=None, metavar="MODEL[@API_BASE]",
+                     help="the LM proposing instructions (GEPA: reflecting); default: --model at --api-base")
+    opt.add_argument("--proposer-temperature", type=float, default=1.0)
+    opt.add_argument("--proposer-max-tokens", type=int, default=2048)
+    opt.add_argument("--out", default="runs/optimize", help="output folder; rerunning into it resumes")
+    _add_program_options(opt)
 
     evaluate = sub.add_parser("evaluate", help="score a JSONL of {prediction, reference} rows")
     evaluate.add_argument("predictions")
@@ -140,12 +179,11 @@ def print_scores(metrics: dict) -> None:
     print(json.dumps(metrics, indent=2))
 
 
-def cmd_run(args: argparse.Namespace) -> None:
+def _setup(args: argparse.Namespace) -> tuple[ReviewData, DRPConfig, int, int, StageLMs]:
+    """What `run` and `optimize` share: the data, the method's program config and retrieval sizes, the stage
+    LMs, and DSPy's settings (adapter, disk cache)."""
     from drpkit.data import SAMPLE_DIR, load_reviews
-    from drpkit.data.representatives import Embedder
     from drpkit.lms import configure_dspy
-    from drpkit.programs import DRP
-    from drpkit.runner import RunSettings, run
 
     data = load_reviews(SAMPLE_DIR if args.data == "sample" else args.data, category=args.category)
     print(data.summary(), file=sys.stderr)
@@ -155,16 +193,56 @@ def cmd_run(args: argparse.Namespace) -> None:
                        validate=not args.no_validate, summarize=not args.no_summarize,
                        seed=args.seed, attempts=args.attempts)
     config, num_retrieved, num_compared = METHODS[args.method].apply(config, args.num_retrieved, args.num_compared)
-    lms = stage_lms(args)
+    configure_dspy(args.adapter)
+    return data, config, num_retrieved, num_compared, stage_lms(args)
+
+
+def _embedder(args: argparse.Namespace) -> Embedder | None:
+    from drpkit.data.representatives import Embedder
+
+    return Embedder(args.embedder) if args.embedder else None
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from drpkit.optimizers import load_compiled
+    from drpkit.programs import DRP
+    from drpkit.runner import RunSettings, run
+
+    data, config, num_retrieved, num_compared, lms = _setup(args)
+    program = DRP(config, embedder=_embedder(args))
+    built = lms.build()
+    program.set_stage_lms(built)
+    state = load_compiled(program, args.program_state, built) if args.program_state else None
     settings = RunSettings(data=str(args.data), split=args.split, limit=args.limit, method=args.method,
                            num_retrieved=num_retrieved, num_compared=num_compared,
-                           program=config, adapter=args.adapter, lms=lms.describe())
-    configure_dspy(args.adapter)
-    program = DRP(config, embedder=Embedder(args.embedder) if args.embedder else None)
-    program.set_stage_lms(lms.build())
+                           program=config, adapter=args.adapter, lms=lms.describe(), program_state=state)
     with served(args, lms):
         metrics = run(program, data, settings, Path(args.out), concurrency=args.concurrency)
     print_scores(metrics)
+
+
+def cmd_optimize(args: argparse.Namespace) -> None:
+    from drpkit.optimizers import OptimizeSettings, Portion, optimize
+
+    data, config, num_retrieved, num_compared, lms = _setup(args)
+    model, _, api_base = (args.proposer or args.model).partition("@")
+    proposer = LMSpec(model=model, api_base=api_base or args.api_base, temperature=args.proposer_temperature,
+                      max_tokens=args.proposer_max_tokens)
+    settings = OptimizeSettings(
+        data=str(args.data), stages=tuple(stage.strip() for stage in args.stages.split(",")),
+        optimizer=args.optimizer, metric=args.metric, bleu_weight=args.bleu_weight,
+        train=Portion(args.train_split, args.train_size), dev=Portion(args.dev_split, args.dev_size),
+        heldout=Portion(args.heldout_split, args.heldout_size), budget=args.budget, candidates=args.candidates,
+        demos=args.demos, seed=args.seed, method=args.method, num_retrieved=num_retrieved,
+        num_compared=num_compared, program=config, adapter=args.adapter, lms=lms.describe(),
+        proposer={k: v for k, v in asdict(proposer).items() if k not in ("api_key", "api_base")},
+    )
+    out = Path(args.out)
+    with served(args, lms):
+        report = optimize(data, settings, lms.build(), proposer.build(), out, concurrency=args.concurrency,
+                          embedder=_embedder(args))
+    print(json.dumps({key: report[key] for key in ("optimizer", "scores")}, indent=2))
+    print(f"report: {out / 'report.md'}; compiled program: {report['program_state']}", file=sys.stderr)
 
 
 def cmd_experiment(args: argparse.Namespace) -> None:
@@ -233,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     # SIGTERM unwinds like Ctrl-C, so a server this process started is stopped with it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     commands = {"run": cmd_run, "serve": cmd_serve, "prepare-model": cmd_prepare_model, "evaluate": cmd_evaluate,
-                "experiment": cmd_experiment, "analyze": cmd_analyze}
+                "experiment": cmd_experiment, "analyze": cmd_analyze, "optimize": cmd_optimize}
     commands[args.command](args)
 
 
