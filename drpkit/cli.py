@@ -275,10 +275,13 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
 def check_models(lms: StageLMs) -> None:
     """Fail fast, before a run, when a stage's server does not answer or does not serve its model."""
-    from drpkit.serving import check_server
+    from drpkit.serving import ServerUnavailable, check_server
 
     for spec in {getattr(lms, stage) for stage in STAGES}:
-        served_models = check_server(spec.api_base)
+        try:
+            served_models = check_server(spec.api_base)
+        except ServerUnavailable as error:
+            raise SystemExit(str(error)) from None
         if spec.model not in served_models:
             raise SystemExit(f"{spec.api_base} serves {served_models}, not {spec.model!r}")
 

@@ -29,6 +29,7 @@ class Usage:
     """LM requests and tokens, per stage, as counted by dspy's usage tracker (cache hits cost nothing)."""
 
     stages: dict[str, dict[str, int]] = field(default_factory=dict)
+    retries: list[dict[str, str]] = field(default_factory=list)  # every rejected answer, also when a retry worked
 
     def add(self, stage: str, tracker: Any) -> None:
         totals = self.stages.setdefault(stage, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
@@ -61,6 +62,7 @@ def call_stage(
                 prediction = predictor(**inputs, config=config)
             except AdapterParseError as error:
                 problems.append(f"unparseable answer: {str(error).splitlines()[0][:200]}")
+                usage.retries.append({"stage": stage, "problem": problems[-1]})
                 continue
             finally:
                 usage.add(stage, tracker)
@@ -69,4 +71,5 @@ def call_stage(
             return prediction
         answer = {k: str(v)[:300] for k, v in prediction.items() if k != "reasoning"}
         problems.append(f"{problem}: {answer}")
+        usage.retries.append({"stage": stage, "problem": problems[-1]})
     raise StageFailure(stage, problems)

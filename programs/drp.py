@@ -92,7 +92,7 @@ class DRP(dspy.Module):
             failures.append(failure.record())
         return dspy.Prediction(
             review=review, summary=summary, comparisons=comparisons, failures=failures,
-            usage=usage.stages, config=asdict(self.config),
+            usage=usage.stages, retries=usage.retries, config=asdict(self.config),
         )
 
     def find_differences(self, comparison: Comparison, others: list[Review], usage: Usage,
