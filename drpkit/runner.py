@@ -96,6 +96,7 @@ def predict_one(program: DRP, task: ReviewTask) -> dict[str, Any]:
         "history": [review.asin for _, review in task.history],
         "comparisons": prediction.comparisons,
         "failures": prediction.failures,
+        "retries": prediction.retries,
         "usage": prediction.usage,
         "seconds": round(time.perf_counter() - start, 2),
     }
@@ -167,9 +168,9 @@ def write_metrics(out: Path, user_ids: list[str]) -> dict[str, Any]:
 
 def _identity(record: dict[str, Any]) -> dict[str, Any]:
     """The settings that change results: not the sample limit or an optimizer's budget (more of either
-    continues the run), not where the servers listen."""
+    continues the run), not where the servers listen; an unset setting equals one a record lacks."""
     lms = {stage: {k: v for k, v in spec.items() if k != "api_base"} for stage, spec in record["lms"].items()}
-    return {k: v for k, v in record.items() if k not in ("limit", "budget")} | {"lms": lms}
+    return {k: v for k, v in record.items() if k not in ("limit", "budget") and v is not None} | {"lms": lms}
 
 
 def check_settings(path: Path, settings: Any) -> None:
