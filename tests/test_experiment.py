@@ -41,7 +41,7 @@ class CountingLMs:
         self.built = []
 
     def __call__(self, lms):
-        better = lms.extract.model == "thinker" and len(self.built) in (4, 5)  # cells in grid order
+        better = len(self.built) in (4, 5)  # the two `drp` base cells: cells run in grid order
         self.built.append(stage_lms(generate=[{"review": GOOD_REVIEW}] * 200 if better else None, n=200))
         return self.built[-1]
 
