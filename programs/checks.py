@@ -43,6 +43,14 @@ def repetition_problem(text: str) -> str | None:
     return None
 
 
+_FEATURE_LIST = re.compile(r"Definition:|Difference:|^\s*\d+\.\s*\[", re.MULTILINE)
+
+
+def feature_list_problem(text: str) -> str | None:
+    """A summary that re-lists the difference features in their prompt format instead of summarizing."""
+    return "re-lists the difference features" if _FEATURE_LIST.search(text) else None
+
+
 def refusal_problem(text: str) -> str | None:
     return "a refusal, not an answer" if _REFUSAL.search(text) else None
 

@@ -18,7 +18,7 @@ from drpkit.signatures import (
 )
 
 from .calls import Usage, call_stage
-from .checks import copy_problem, refusal_problem, review_problem
+from .checks import copy_problem, feature_list_problem, refusal_problem, review_problem
 from .formatting import format_item, format_numbered_features, format_others, format_review
 
 STAGES = ("extract", "validate", "summarize", "generate")
@@ -81,7 +81,9 @@ class Summarize(dspy.Module):
         def not_a_summary(prediction: dspy.Prediction) -> str | None:
             if not (prediction.summary or "").strip():
                 return "empty summary"
-            return refusal_problem(prediction.summary) or copy_problem(prediction.summary, [past_reviews, differences])
+            # Restating the differences is what a summary does; re-listing them or copying reviews is not.
+            return (refusal_problem(prediction.summary) or feature_list_problem(prediction.summary)
+                    or copy_problem(prediction.summary, [past_reviews]))
 
         return call_stage("summarize", self.predict, usage, self.attempts, check=not_a_summary,
                           past_reviews=past_reviews, differences=differences).summary.strip()

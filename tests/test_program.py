@@ -82,6 +82,17 @@ def test_generate_retries_an_echo_of_the_prompt(tiny_data):
     assert usage.stages["generate"]["calls"] == 2
 
 
+def test_summarize_rejects_a_relisting_of_the_features_but_not_a_restatement():
+    differences = "Album 1:\n1. [Length] Definition: How long. Difference: The user writes far shorter reviews."
+    answers = [{"summary": differences}, {"summary": "The user writes far shorter reviews than others, in lower case."}]
+    usage = Usage()
+    with dspy.context(lm=DummyLM(answers)):
+        summary = Summarize()("Review 1 ...", differences, usage=usage)
+    assert summary.startswith("The user writes far shorter reviews")
+    assert usage.retries == [{"stage": "summarize", "problem": usage.retries[0]["problem"]}]
+    assert "re-lists" in usage.retries[0]["problem"]
+
+
 def test_summarize_returns_text():
     with dspy.context(lm=DummyLM([{"summary": "  Terse writer.  "}])):
         assert Summarize()("Review 1 ...", "(no differences found)", usage=Usage()) == "Terse writer."
