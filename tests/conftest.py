@@ -17,10 +17,10 @@ STYLES = [
 
 @pytest.fixture(autouse=True)
 def isolated_dspy():
-    """No disk or memory cache, no LM left over from another test."""
+    """No disk or memory cache, no LM or adapter left over from another test (or from a CLI call)."""
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-    with dspy.context(lm=None, adapter=None):
-        yield
+    dspy.configure(lm=None, adapter=None)  # global, as worker threads read it: `drp run` sets it for real
+    yield
 
 
 @pytest.fixture
