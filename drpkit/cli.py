@@ -47,7 +47,7 @@ def _add_program_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dimensions", choices=["discovered", "fixed"], default="discovered")
     parser.add_argument("--no-validate", action="store_true", help="ablation: skip Step 2")
     parser.add_argument("--no-summarize", action="store_true", help="ablation: differences go straight to Generate")
-    parser.add_argument("--attempts", type=int, default=3, help="tries per stage call before it is a failure")
+    parser.add_argument("--attempts", type=int, default=4, help="tries per stage call before it is a failure")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--embedder", default=None, help="sentence-transformers model name or folder for Step 0")
     parser.add_argument("--api-base", default="http://127.0.0.1:8000/v1", help="the vLLM server of every stage")

@@ -29,7 +29,7 @@ class DRPConfig:
     validate: bool = True
     summarize: bool = True
     seed: int = 0
-    attempts: int = 3
+    attempts: int = 4  # the small CPU models refuse or echo now and then; a hotter retry usually works
     contrast: bool = False  # CICL: Generate reads the user's vs the representatives' reviews, no differences
 
     def __post_init__(self) -> None:

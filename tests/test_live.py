@@ -20,18 +20,21 @@ def server(tmp_path_factory):
 
 def test_drp_runs_on_the_sample_data(server, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["run", "--data", "sample", "--split", "test", "--limit", "2", "--out", str(out),
-            "--num-retrieved", "4", "--num-compared", "2", "--concurrency", "2",
+    args = ["run", "--data", "sample", "--split", "test", "--limit", "3", "--out", str(out),
+            "--num-retrieved", "4", "--num-compared", "2", "--concurrency", "3",
             "--api-base", server.base_url, "--serve", "never"]
     main(args)
     metrics = json.loads(capsys.readouterr().out)
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 and metrics["samples"] == 2
+    assert len(rows) == 3 and metrics["samples"] == 3
     ok = [row for row in rows if row["status"] == "ok"]
-    assert ok, [row.get("error") for row in rows]
+    # the small CPU model refuses or echoes now and then: such a sample is a recorded failure, not a review
+    assert ok, [row.get("failures") for row in rows]
+    for row in rows:
+        if row["status"] != "ok":
+            assert row["prediction"] is None and row["failures"][-1]["problems"]
     for row in ok:
-        history = [h for h in row["history"]]
-        assert len(history) == 4
+        assert len(row["history"]) == 4
         assert review_problem(row["prediction"], [row["summary"]]) is None
         assert row["usage"]["extract"]["calls"] >= 2 and row["usage"]["generate"]["prompt_tokens"] > 0
         assert all(len(c["representatives"]) == 4 for c in row["comparisons"])
@@ -41,5 +44,5 @@ def test_drp_runs_on_the_sample_data(server, tmp_path, capsys):
     # rerunning into the same folder recomputes nothing
     main(args)
     rerun = json.loads(capsys.readouterr().out)
-    assert rerun["samples"] == 2
-    assert len((out / "predictions.jsonl").read_text().splitlines()) == len(rows) + (2 - len(ok))
+    assert rerun["samples"] == 3
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == len(rows) + (3 - len(ok))
