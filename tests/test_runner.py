@@ -56,7 +56,7 @@ def test_failed_samples_are_recorded_then_retried(tiny_data, tmp_path):
     assert metrics["failed"] == 2 and all(r["status"] == "failed" for r in rows.values())
     assert all("echoes" in r["failures"][-1]["problems"][0] for r in rows.values())
     assert all(r["error"] == "generate gave no usable answer" and r["summary"] for r in rows.values())
-    assert all(r["usage"]["generate"]["calls"] == 3 for r in rows.values())
+    assert all(r["usage"]["generate"]["calls"] == DRPConfig().attempts for r in rows.values())
     program2, lms2 = make_program()
     metrics = run(program2, tiny_data, settings(limit=2), tmp_path, concurrency=1)
     assert metrics["failed"] == 0 and len(lms2["generate"].history) == 2
