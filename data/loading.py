@@ -39,7 +39,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -194,34 +194,42 @@ def _problems_from(exc: ValidationError, split: str, line: int, source: str) -> 
     ]
 
 
+M = TypeVar("M", Item, UserRow)
+
+
+def _validated(
+    records: Iterable[tuple[int, Any]], model: type[M], split: str, source: str, problems: list[RowProblem]
+) -> Iterator[tuple[int, M]]:
+    """The records that parse as `model`; each one that does not is recorded in `problems`."""
+    for line, raw in records:
+        if isinstance(raw, _Unreadable):
+            problems.append(RowProblem(split, line, ROW_FIELD, raw.message, source))
+        elif not isinstance(raw, dict):
+            problems.append(RowProblem(split, line, ROW_FIELD, f"expected an object, got {type(raw).__name__}", source))
+        else:
+            try:
+                yield line, model.model_validate(raw)
+            except ValidationError as exc:
+                problems.extend(_problems_from(exc, split, line, source))
+
+
+def _rejected_rows(problems: list[RowProblem]) -> int:
+    """Rows skipped: a rejected row has one problem per error, all on its line."""
+    return len({problem.line for problem in problems})
+
+
 def convert_meta(
     records: Iterable[tuple[int, Any]], source: str = ""
 ) -> tuple[dict[str, Item], list[RowProblem], int]:
     """Validate meta rows ``(line, raw)`` -> (items by asin, problems, rows skipped)."""
     items: dict[str, Item] = {}
     problems: list[RowProblem] = []
-    skipped = 0
-    for line, raw in records:
-        if isinstance(raw, _Unreadable):
-            problems.append(RowProblem(META_SPLIT, line, ROW_FIELD, raw.message, source))
-            skipped += 1
-            continue
-        if not isinstance(raw, dict):
-            problems.append(RowProblem(META_SPLIT, line, ROW_FIELD, f"expected an object, got {type(raw).__name__}", source))
-            skipped += 1
-            continue
-        try:
-            item = Item.model_validate(raw)
-        except ValidationError as exc:
-            problems.extend(_problems_from(exc, META_SPLIT, line, source))
-            skipped += 1
-            continue
+    for line, item in _validated(records, Item, META_SPLIT, source, problems):
         if item.asin in items:
             problems.append(RowProblem(META_SPLIT, line, "asin", f"duplicate asin {item.asin!r}; first row kept", source))
-            skipped += 1
             continue
         items[item.asin] = item
-    return items, problems, skipped
+    return items, problems, _rejected_rows(problems)
 
 
 def convert_rows(
@@ -237,30 +245,14 @@ def convert_rows(
     """
     rows: list[UserRow] = []
     problems: list[RowProblem] = []
-    skipped = 0
-    for line, raw in records:
-        if isinstance(raw, _Unreadable):
-            problems.append(RowProblem(split, line, ROW_FIELD, raw.message, source))
-            skipped += 1
-            continue
-        if not isinstance(raw, dict):
-            problems.append(RowProblem(split, line, ROW_FIELD, f"expected an object, got {type(raw).__name__}", source))
-            skipped += 1
-            continue
-        try:
-            row = UserRow.model_validate(raw)
-        except ValidationError as exc:
-            problems.extend(_problems_from(exc, split, line, source))
-            skipped += 1
-            continue
+    for line, row in _validated(records, UserRow, split, source, problems):
         if row.data.asin not in items:
             problems.append(
                 RowProblem(split, line, "data.asin", f"target item {row.data.asin!r} has no meta row", source)
             )
-            skipped += 1
             continue
         rows.append(row)
-    return rows, problems, skipped
+    return rows, problems, _rejected_rows(problems)
 
 
 # --------------------------------------------------------------------------- readers
