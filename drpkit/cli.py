@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     prep = sub.add_parser("prepare-model", help="assemble, verify and convert a packaged model for vLLM")
-    prep.add_argument("--model", default=None, help="packaged model name (default: the 0.5B Qwen2.5)")
+    prep.add_argument("--model", default=None, help="packaged model name (default: qwen2.5-coder-1.5b-instruct)")
 
     serve = sub.add_parser("serve", help="start vLLM's OpenAI-compatible server on 127.0.0.1 (Ctrl-C stops it)")
     serve.add_argument("--port", type=int, default=8000)
