@@ -18,7 +18,8 @@ def server(tmp_path_factory):
         yield srv
 
 
-def test_drp_runs_on_the_sample_data(server, tmp_path, capsys):
+def test_drp_runs_on_the_sample_data(server, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DRPKIT_CACHE", str(tmp_path / "cache"))  # real LM calls, none answered from an old cache
     out = tmp_path / "run"
     args = ["run", "--data", "sample", "--split", "test", "--limit", "3", "--out", str(out),
             "--num-retrieved", "4", "--num-compared", "2", "--concurrency", "3",
