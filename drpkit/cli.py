@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     experiment.add_argument("grid", help="grid file, e.g. experiments/sample_grid.toml")
     experiment.add_argument("--out", default=None, help="output folder (default runs/<grid name>); rerunning resumes")
     experiment.add_argument("--concurrency", type=int, default=8, help="samples in flight at once, per run")
+    experiment.add_argument("--report-only", action="store_true",
+                            help="compute nothing (no server needed): make the table from the runs already in "
+                                 "--out, listing the cells not run yet")
 
     analyze = sub.add_parser("analyze", help="RQ2: an LLM judges the validated difference features of runs; "
                              "writes analysis.json (UVQ, categories per extractor) and two PNG figures")
@@ -115,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
                                    ("heldout", "val", 30, "scored before and after only; 0 skips it")):
         opt.add_argument(f"--{name}-split", default=split, help=f"split of the {name} examples ({use})")
         opt.add_argument(f"--{name}-size", type=int, default=size, help=f"number of {name} examples")
+    opt.add_argument("--in-order", action="store_true",
+                     help="take each split's users in file order instead of shuffled with --seed: the examples "
+                          "are then the users `drp run --limit` takes, and reuse their cached stage outputs")
     opt.add_argument("--budget", type=int, default=None,
                      help="MIPROv2 trials, COPRO rounds or GEPA metric calls (default: auto light; COPRO 2); "
                           "rerunning with a larger one goes on from where the last run stopped")
@@ -233,7 +239,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
         optimizer=args.optimizer, metric=args.metric, bleu_weight=args.bleu_weight,
         train=Portion(args.train_split, args.train_size), dev=Portion(args.dev_split, args.dev_size),
         heldout=Portion(args.heldout_split, args.heldout_size), budget=args.budget, candidates=args.candidates,
-        demos=args.demos, seed=args.seed, method=args.method, num_retrieved=num_retrieved,
+        demos=args.demos, seed=args.seed, shuffle=not args.in_order, method=args.method, num_retrieved=num_retrieved,
         num_compared=num_compared, program=config, adapter=args.adapter, lms=lms.describe(),
         proposer={k: v for k, v in asdict(proposer).items() if k not in ("api_key", "api_base")},
     )
@@ -252,7 +258,8 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     grid = load_grid(args.grid)
     configure_dspy(grid.adapter)
     out = Path(args.out or Path("runs") / Path(args.grid).stem)
-    print(run_grid(grid, out, check_servers=check_models, concurrency=args.concurrency))
+    print(run_grid(grid, out, check_servers=check_models, concurrency=args.concurrency,
+                   compute=not args.report_only))
     print(f"results: {out / 'results.md'}, {out / 'results.csv'}", file=sys.stderr)
 
 

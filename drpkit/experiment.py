@@ -20,7 +20,7 @@ from drpkit.data.loading import ReviewData
 from drpkit.data.representatives import Embedder
 from drpkit.lms import ADAPTERS, LMSpec, StageLMs
 from drpkit.programs import DRP, METHODS, STAGES, DRPConfig
-from drpkit.runner import RunSettings, build_tasks, run, unfinished
+from drpkit.runner import PREDICTIONS, RUN_RECORD, RunSettings, build_tasks, check_settings, run, unfinished, write_metrics
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -187,10 +187,12 @@ LMFactory = Callable[[StageLMs], Mapping[str, dspy.LM]]
 
 
 def run_grid(grid: Grid, out: Path, build_lms: LMFactory = StageLMs.build,
-             check_servers: Callable[[StageLMs], None] = lambda lms: None, concurrency: int = 8) -> str:
+             check_servers: Callable[[StageLMs], None] = lambda lms: None, concurrency: int = 8,
+             compute: bool = True) -> str:
     """Run every cell into `out/<cell-id>/` (finished samples are reused, not recomputed), then write
     `results.md` and `results.csv` to `out`; returns the Markdown. `check_servers` is called before a cell
-    that has samples left to compute."""
+    that has samples left to compute. With `compute=False` nothing runs: the table is made from the
+    samples already in `out`, and cells without a run are listed as missing."""
     embedder = Embedder(grid.embedder)  # one model, loaded once if any cell selects with K-means
     loaded: dict[tuple[str, str | None], ReviewData] = {}
     metrics: dict[str, dict[str, Any]] = {}
@@ -200,6 +202,12 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = StageLMs.build,
             loaded[source] = cell.data.load()
         data = loaded[source]
         folder = out / cell.id
+        if not compute:
+            if (folder / PREDICTIONS).exists():
+                check_settings(folder / RUN_RECORD, cell.settings)
+                tasks, unusable = build_tasks(data, cell.settings)
+                metrics[cell.id] = write_metrics(folder, [t.user_id for t in tasks] + [r["user_id"] for r in unusable])
+            continue
         if unfinished(build_tasks(data, cell.settings)[0], folder):
             check_servers(cell.lms)
         program = DRP(cell.settings.program, embedder=embedder)
@@ -246,13 +254,15 @@ def table_rows(grid: Grid, metrics: Mapping[str, Mapping[str, Any]]) -> list[Row
             for method, variant in grid.rows():
                 for group in grid.temperatures:
                     ids = tuple(grid.cell(method, variant, model, t, data).id for t in group)
+                    if any(i not in metrics for i in ids):
+                        continue  # not run yet (a table made with compute=False)
                     per_cell = [_cell_values(metrics[i]) for i in ids]
                     block.append(Row(
                         data, model, method, variant.name, group, ids,
                         {key: tuple(values[key] for values in per_cell) for key in per_cell[0]},
                         samples=metrics[ids[0]]["samples"], failed=sum(metrics[i]["failed"] for i in ids),
                     ))
-            best = {key: max(row.mean(key) for row in block) for key in SCORES}
+            best = {key: max((row.mean(key) for row in block), default=0.0) for key in SCORES}
             rows += [replace(row, best=tuple(k for k in SCORES if row.mean(k) == best[k])) for row in block]
     return rows
 
@@ -279,8 +289,9 @@ def render_markdown(grid: Grid, rows: list[Row], metrics: Mapping[str, Mapping[s
         "",
         "Scores as in the paper's Table 1 (BLEU 0-100; METEOR, ROUGE 0-1) and cost per sample (LLM calls, "
         "prompt and completion tokens, seconds of the run that produced the sample). A row over several "
-        "temperatures shows their mean and (min–max). **Bold**: best of its data set and model. Each row's "
-        "runs are in the folders named in results.csv.",
+        "temperatures shows their mean and (min–max). **Bold**: best of its data set and model. Costs count "
+        "the LM work the row's runs did: a stage answer found in DSPy's cache (an ablation reusing its base "
+        "method's Extract, say) costs nothing there. Each row's runs are in the folders named in results.csv.",
     ]
     header = ["method", "variant", "temperature", *SCORES.values(), *(f"{c} / sample" for c in COSTS.values()),
               "samples", "failed"]
@@ -296,6 +307,9 @@ def render_markdown(grid: Grid, rows: list[Row], metrics: Mapping[str, Mapping[s
             lms = grid.models[model]
             lines += ["", "Model " + model + ": " + "; ".join(
                 f"{stage} `{getattr(lms, stage).model}` at {getattr(lms, stage).api_base}" for stage in STAGES) + "."]
+    missing = [cell.id for cell in grid.cells() if cell.id not in metrics]
+    if missing:
+        lines += ["", "Not run yet (no row above): " + ", ".join(f"`{i}`" for i in missing) + "."]
     variants = [f"`{v.name}` = {dict(v.options)}" for v in grid.variants]
     if variants:
         lines += ["", "Variants: " + "; ".join(variants) + "."]

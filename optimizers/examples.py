@@ -25,11 +25,12 @@ def task_key(task: ReviewTask) -> str:
 
 
 def make_examples(data: ReviewData, portions: list[Portion], seed: int = 0, num_retrieved: int = 8,
-                  num_compared: int = 8, m: int = 4) -> list[list[dspy.Example]]:
+                  num_compared: int = 8, m: int = 4, shuffle: bool = True) -> list[list[dspy.Example]]:
     """Examples `dspy.Example(task=..., reference=...).with_inputs("task")` for each portion, in order.
 
-    Each split is shuffled once with `seed` and consumed front to back, so a dev set and a held-out set
-    taken from the same split never share a user; users without past reviews are skipped."""
+    Each split is shuffled once with `seed` (or kept in file order, as `drp run` takes it, so that stage
+    outputs cached by earlier runs over the same users are reused) and consumed front to back, so a dev set
+    and a held-out set taken from the same split never share a user; users without past reviews are skipped."""
     orders: dict[str, list] = {}
     taken: dict[str, int] = {}
     result = []
@@ -38,7 +39,8 @@ def make_examples(data: ReviewData, portions: list[Portion], seed: int = 0, num_
             raise ValueError(f"split {portion.split!r} is not in the data (have: {sorted(data.rows)})")
         if portion.split not in orders:
             rows = [row for row in data.rows[portion.split] if row.profile]
-            random.Random(seed).shuffle(rows)
+            if shuffle:
+                random.Random(seed).shuffle(rows)
             orders[portion.split], taken[portion.split] = rows, 0
         start = taken[portion.split]
         rows = orders[portion.split][start:start + portion.size]

@@ -46,6 +46,7 @@ class OptimizeSettings:
     candidates: int = 6  # instructions proposed per stage (MIPROv2) or per round (COPRO)
     demos: int = 0  # bootstrapped demos per stage (MIPROv2 only); 0: instructions only
     seed: int = 0
+    shuffle: bool = True  # False: each split's users in file order
     method: str = "drp"
     num_retrieved: int = 8
     num_compared: int = 8
@@ -135,7 +136,7 @@ def optimize(data: ReviewData, settings: OptimizeSettings, lms: Mapping[str, dsp
     check_settings(out / SETTINGS, settings)
     c = settings
     train, dev, heldout = make_examples(data, [c.train, c.dev, c.heldout], c.seed, c.num_retrieved,
-                                        c.num_compared, c.program.m)
+                                        c.num_compared, c.program.m, c.shuffle)
     metric = ReviewMetric(c.metric, c.bleu_weight)
     log = EvaluationLog(out / EVALUATIONS)
     program = LoggedDRP(c.program, log, embedder)

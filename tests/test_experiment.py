@@ -122,3 +122,22 @@ def test_cli_experiment_reports_finished_grid(grid_file, tmp_path, monkeypatch, 
     monkeypatch.setattr("drpkit.lms.configure_dspy", lambda adapter: None)  # keep the tests' dspy settings
     cli.main(["experiment", str(grid_file), "--out", str(out)])
     assert "| cicl | base |" in capsys.readouterr().out
+
+
+def test_report_only_tabulates_the_finished_cells_without_a_server(grid_file, tmp_path, monkeypatch, capsys):
+    from drpkit import cli
+
+    out = tmp_path / "out"
+    grid = load_grid(grid_file)
+    run_grid(grid, out, build_lms=CountingLMs())
+    for cell in ("drp-no-validate-small-t0-sample", "drp-no-validate-small-t0.5-sample"):
+        (out / cell / PREDICTIONS).unlink()  # as if the grid had stopped before its last row
+
+    monkeypatch.setattr("drpkit.lms.configure_dspy", lambda adapter: None)
+    monkeypatch.setattr(cli, "check_models", lambda lms: pytest.fail("--report-only asked for a server"))
+    cli.main(["experiment", str(grid_file), "--out", str(out), "--report-only"])
+    table = capsys.readouterr().out
+    assert "| drp | base | 0, 0.5 | **" in table and "| drp | no-validate |" not in table
+    assert "Not run yet (no row above): `drp-no-validate-small-t0-sample`, `drp-no-validate-small-t0.5-sample`." in table
+    rows = list(csv.DictReader(io.StringIO((out / "results.csv").read_text())))
+    assert [r["variant"] for r in rows] == ["base", "base", "base"]

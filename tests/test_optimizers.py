@@ -13,6 +13,7 @@ from drpkit.optimizers import (
     ReviewMetric,
     fingerprint,
     load_compiled,
+    make_examples,
     optimize,
     review_feedback,
     rouge_l,
@@ -29,6 +30,17 @@ PAIRS = [
     ("Great production, tight low end.", "The production is clean: tight low end."),
     ("nothing in common", "completely different words"),
 ]
+
+
+def test_portions_of_one_split_never_share_a_user(tiny_data):
+    users = [row.user_id for row in tiny_data.rows["test"]]
+    dev, heldout = make_examples(tiny_data, [Portion("test", 3), Portion("test", 3)], seed=1, num_compared=1, m=2)
+    drawn = [e.task.user_id for e in dev + heldout]
+    assert sorted(drawn) == sorted(users) and drawn != users  # all six, shuffled
+    in_order = make_examples(tiny_data, [Portion("test", 2), Portion("test", 2)], shuffle=False, num_compared=1, m=2)
+    assert [[e.task.user_id for e in portion] for portion in in_order] == [users[:2], users[2:4]]
+    with pytest.raises(ValueError, match="has 2 usable users left for a portion of 3"):
+        make_examples(tiny_data, [Portion("test", 4), Portion("test", 3)], num_compared=1, m=2)
 
 
 @pytest.mark.parametrize("prediction,reference", PAIRS)
