@@ -19,6 +19,7 @@ from drpkit.programs import METHODS, STAGES, DRPConfig
 if TYPE_CHECKING:
     from drpkit.data.loading import ReviewData
     from drpkit.data.representatives import Embedder
+    from drpkit.runner import ProgramSettings
 
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
@@ -185,11 +186,12 @@ def print_scores(metrics: dict) -> None:
     print(json.dumps(metrics, indent=2))
 
 
-def _setup(args: argparse.Namespace) -> tuple[ReviewData, DRPConfig, int, int, StageLMs]:
-    """What `run` and `optimize` share: the data, the method's program config and retrieval sizes, the stage
-    LMs, and DSPy's settings (adapter, disk cache)."""
+def _setup(args: argparse.Namespace) -> tuple[ReviewData, ProgramSettings, StageLMs]:
+    """What `run` and `optimize` share: the data, the program's settings (the method applied to the options),
+    the stage LMs, and DSPy's settings (adapter, disk cache)."""
     from drpkit.data import SAMPLE_DIR, load_reviews
     from drpkit.lms import configure_dspy
+    from drpkit.runner import ProgramSettings
 
     data = load_reviews(SAMPLE_DIR if args.data == "sample" else args.data, category=args.category)
     print(data.summary(), file=sys.stderr)
@@ -200,7 +202,9 @@ def _setup(args: argparse.Namespace) -> tuple[ReviewData, DRPConfig, int, int, S
                        seed=args.seed, attempts=args.attempts)
     config, num_retrieved, num_compared = METHODS[args.method].apply(config, args.num_retrieved, args.num_compared)
     configure_dspy(args.adapter)
-    return data, config, num_retrieved, num_compared, stage_lms(args)
+    lms = stage_lms(args)
+    return data, ProgramSettings(method=args.method, num_retrieved=num_retrieved, num_compared=num_compared,
+                                 program=config, adapter=args.adapter, lms=lms.describe()), lms
 
 
 def _embedder(args: argparse.Namespace) -> Embedder | None:
@@ -214,14 +218,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     from drpkit.programs import DRP
     from drpkit.runner import RunSettings, run
 
-    data, config, num_retrieved, num_compared, lms = _setup(args)
-    program = DRP(config, embedder=_embedder(args))
+    data, shared, lms = _setup(args)
+    program = DRP(shared.program, embedder=_embedder(args))
     built = lms.build()
     program.set_stage_lms(built)
     state = load_compiled(program, args.program_state, built) if args.program_state else None
-    settings = RunSettings(data=str(args.data), split=args.split, limit=args.limit, method=args.method,
-                           num_retrieved=num_retrieved, num_compared=num_compared,
-                           program=config, adapter=args.adapter, lms=lms.describe(), program_state=state)
+    settings = RunSettings(**shared.program_fields(), data=str(args.data), split=args.split, limit=args.limit,
+                           program_state=state)
     with served(args, lms):
         metrics = run(program, data, settings, Path(args.out), concurrency=args.concurrency)
     print_scores(metrics)
@@ -230,7 +233,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_optimize(args: argparse.Namespace) -> None:
     from drpkit.optimizers import OptimizeSettings, Portion, optimize
 
-    data, config, num_retrieved, num_compared, lms = _setup(args)
+    data, shared, lms = _setup(args)
     model, _, api_base = (args.proposer or args.model).partition("@")
     proposer = LMSpec(model=model, api_base=api_base or args.api_base, temperature=args.proposer_temperature,
                       max_tokens=args.proposer_max_tokens)
@@ -239,8 +242,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
         optimizer=args.optimizer, metric=args.metric, bleu_weight=args.bleu_weight,
         train=Portion(args.train_split, args.train_size), dev=Portion(args.dev_split, args.dev_size),
         heldout=Portion(args.heldout_split, args.heldout_size), budget=args.budget, candidates=args.candidates,
-        demos=args.demos, seed=args.seed, shuffle=not args.in_order, method=args.method, num_retrieved=num_retrieved,
-        num_compared=num_compared, program=config, adapter=args.adapter, lms=lms.describe(),
+        demos=args.demos, seed=args.seed, shuffle=not args.in_order, **shared.program_fields(),
         proposer={k: v for k, v in asdict(proposer).items() if k not in ("api_key", "api_base")},
     )
     out = Path(args.out)

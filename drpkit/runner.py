@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +23,34 @@ METRICS = "metrics.json"
 RUN_RECORD = "run.json"
 
 
-@dataclass(frozen=True)
-class RunSettings:
-    """What defines a run's outputs; resuming into a folder made with other settings is refused."""
+@dataclass(frozen=True, kw_only=True)
+class ProgramSettings:
+    """The program that runs and optimizations share: the method's settings, its retrieval sizes, the
+    adapter and each stage's LM (`StageLMs.describe()`)."""
 
-    data: str
-    split: str = "test"
-    limit: int | None = None
     method: str = "drp"
     num_retrieved: int = 8
     num_compared: int = 8
     program: DRPConfig = field(default_factory=DRPConfig)
     adapter: str = "json"
     lms: dict[str, dict[str, Any]] = field(default_factory=dict)
-    program_state: str | None = None  # fingerprint of a compiled program's state (`drp optimize`); None: defaults
+
+    def program_fields(self) -> dict[str, Any]:
+        """This object's ProgramSettings fields, for building the other settings from the same program."""
+        return {f.name: getattr(self, f.name) for f in fields(ProgramSettings)}
 
     def record(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings(ProgramSettings):
+    """What defines a run's outputs; resuming into a folder made with other settings is refused."""
+
+    data: str
+    split: str = "test"
+    limit: int | None = None
+    program_state: str | None = None  # fingerprint of a compiled program's state (`drp optimize`); None: defaults
 
 
 def build_tasks(data: ReviewData, settings: RunSettings) -> tuple[list[ReviewTask], list[dict[str, Any]]]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,8 +13,8 @@ import dspy
 from drpkit.data.loading import ReviewData
 from drpkit.data.representatives import Embedder
 from drpkit.metrics import score
-from drpkit.programs import DRP, STAGES, DRPConfig
-from drpkit.runner import check_settings
+from drpkit.programs import DRP, STAGES
+from drpkit.runner import ProgramSettings, check_settings
 
 from .examples import Portion, make_examples
 from .logs import CandidateLog, EvaluationLog, LoggedDRP, fingerprint, stage_instructions
@@ -29,8 +28,8 @@ PROGRAM, SETTINGS, EVALUATIONS, CANDIDATES, GEPA_DIR = (
 MINIBATCH = 35
 
 
-@dataclass(frozen=True)
-class OptimizeSettings:
+@dataclass(frozen=True, kw_only=True)
+class OptimizeSettings(ProgramSettings):
     """What defines an optimization's results; rerunning into a folder made with other settings is refused,
     except for the budget: a larger one goes on from the evaluations already made."""
 
@@ -47,12 +46,6 @@ class OptimizeSettings:
     demos: int = 0  # bootstrapped demos per stage (MIPROv2 only); 0: instructions only
     seed: int = 0
     shuffle: bool = True  # False: each split's users in file order
-    method: str = "drp"
-    num_retrieved: int = 8
-    num_compared: int = 8
-    program: DRPConfig = field(default_factory=DRPConfig)
-    adapter: str = "json"
-    lms: dict[str, dict[str, Any]] = field(default_factory=dict)
     proposer: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -60,9 +53,6 @@ class OptimizeSettings:
             raise ValueError(f"stages {self.stages}: choose among {STAGES}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer {self.optimizer!r}: expected one of {OPTIMIZERS}")
-
-    def record(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
 
 
 def optimize_only(program: DRP, stages: tuple[str, ...]) -> None:
