@@ -55,6 +55,17 @@ class OptimizeSettings(ProgramSettings):
             raise ValueError(f"optimizer {self.optimizer!r}: expected one of {OPTIMIZERS}")
 
 
+class MIPROv2(dspy.MIPROv2):
+    """MIPROv2 that does not bootstrap demos it would discard: in zero-shot mode (no demos) with a proposer
+    that is not shown demos, bootstrapping would only run the whole program over the train set."""
+
+    def _bootstrap_fewshot_examples(self, program: Any, trainset: list, seed: int, teacher: Any,
+                                    **options: Any) -> list | None:
+        if options["max_bootstrapped_demos"] == 0 and options["max_labeled_demos"] == 0:
+            return None
+        return super()._bootstrap_fewshot_examples(program, trainset, seed, teacher, **options)
+
+
 def optimize_only(program: DRP, stages: tuple[str, ...]) -> None:
     """Freeze the other stages: DSPy leaves the parameters of a sub-module marked compiled out of
     `named_predictors()`, so optimizers neither see nor change them (and saving skips them: unfreeze first)."""
@@ -82,7 +93,7 @@ def _compile(settings: OptimizeSettings, program: DRP, metric: ReviewMetric, pro
              concurrency: int) -> DRP:
     budget, seed = settings.budget, settings.seed
     if settings.optimizer == "mipro":
-        optimizer = dspy.MIPROv2(
+        optimizer = MIPROv2(
             metric=metric, prompt_model=proposer, task_model=program.generate.predictors()[0].lm,
             max_bootstrapped_demos=settings.demos, max_labeled_demos=0,  # labeled demos: no stage's fields
             auto="light" if budget is None else None, num_candidates=None if budget is None else settings.candidates,

@@ -19,6 +19,7 @@ from drpkit.optimizers import (
     rouge_l,
     sentence_bleu,
     stage_instructions,
+    task_key,
 )
 from drpkit.programs import DRP, STAGES, DRPConfig
 from drpkit.runner import RunSettings, run
@@ -120,6 +121,14 @@ def test_optimizer_changes_only_the_chosen_stages(tiny_data, tmp_path, optimizer
     assert any(r["score"] > rows[0]["score"] for r in rows)
     markdown = (tmp_path / "report.md").read_text()
     assert "+++ generate (optimized)" in markdown and "| dev | ROUGE-L |" in markdown
+
+
+def test_zero_shot_mipro_runs_nothing_on_the_train_set(tiny_data, tmp_path):
+    run_optimize(tiny_data, tmp_path, optimizer="mipro")
+    train, dev, heldout = make_examples(tiny_data, [Portion("test", 2)] * 3, num_retrieved=3, num_compared=1)
+    evaluated = {json.loads(line)["sample"] for line in (tmp_path / "evaluations.jsonl").read_text().splitlines()}
+    keys = [{task_key(e.task) for e in examples} for examples in (train, dev, heldout)]
+    assert evaluated == keys[1] | keys[2]  # demos it would discard are not bootstrapped
 
 
 def test_compiled_state_loads_with_the_configured_lms(tiny_data, tmp_path):
