@@ -83,7 +83,7 @@ class Summarize(dspy.Module):
                 return "empty summary"
             # Restating the differences is what a summary does; re-listing them or copying reviews is not.
             return (refusal_problem(prediction.summary) or feature_list_problem(prediction.summary)
-                    or copy_problem(prediction.summary, [past_reviews]))
+                    or copy_problem(prediction.summary, [past_reviews, self.predict.signature.instructions]))
 
         return call_stage("summarize", self.predict, usage, self.attempts, check=not_a_summary,
                           past_reviews=past_reviews, differences=differences).summary.strip()
@@ -102,7 +102,8 @@ class Generate(dspy.Module):
     def forward(self, item: Item, past_reviews: str, profile: str, rating: float, review_title: str,
                 usage: Usage, sources: list[str]) -> str:
         def not_a_review(prediction: dspy.Prediction) -> str | None:
-            return review_problem(prediction.review, sources)
+            # the instruction as it is now (an optimizer may have changed it) is in the prompt too
+            return review_problem(prediction.review, [*sources, self.predict.signature.instructions])
 
         return call_stage(
             "generate", self.predict, usage, self.attempts, check=not_a_review,

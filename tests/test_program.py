@@ -82,6 +82,22 @@ def test_generate_retries_an_echo_of_the_prompt(tiny_data):
     assert usage.stages["generate"]["calls"] == 2
 
 
+def test_generate_retries_an_echo_of_its_instruction(tiny_data):
+    """Seen with the 1.5B model: the review field filled with the signature's instruction, reworded."""
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=0)
+    generate = Generate()
+    generate.predict.signature = generate.predict.signature.with_instructions(
+        "Write the review that the current user would write for the item, in their own voice: match the length, "
+        "tone, vocabulary and habits of their past reviews.")
+    echo = ("The current user would write a review that the current user would write for the item, in their own "
+            "voice: match the length, tone, vocabulary and habits of their past reviews.")
+    usage = Usage()
+    with dspy.context(lm=DummyLM([{"review": echo}, {"review": REVIEW}])):
+        review = generate(task.item, "past", "summary", 4.0, "ok", usage=usage, sources=[])
+    assert review == REVIEW
+    assert "copied verbatim from the prompt" in usage.retries[0]["problem"]
+
+
 def test_summarize_rejects_a_relisting_of_the_features_but_not_a_restatement():
     differences = "Album 1:\n1. [Length] Definition: How long. Difference: The user writes far shorter reviews."
     answers = [{"summary": differences}, {"summary": "The user writes far shorter reviews than others, in lower case."}]
