@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -141,14 +142,28 @@ def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concur
     with open(out / PREDICTIONS, "a", encoding="utf-8") as sink:
         for row in unusable:
             sink.write(json.dumps(row) + "\n")
+        def keep(row: dict[str, Any]) -> None:
+            with lock:
+                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+                sink.flush()
+            progress.update(row)
+
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             futures = [pool.submit(predict_one, program, task) for task in todo]
-            for future in as_completed(futures):
-                row = future.result()
-                with lock:
-                    sink.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    sink.flush()
-                progress.update(row)
+            kept = set()
+            try:
+                for future in as_completed(futures):
+                    keep(future.result())
+                    kept.add(future)
+            except BaseException:  # Ctrl-C or SIGTERM: start no new sample, keep those in flight
+                running = [f for f in futures if f not in kept and not f.cancel()]
+                print(f"\nstopping: finishing the {sum(not f.done() for f in running)} samples in flight "
+                      "(Ctrl-C again abandons them)",
+                      file=sys.stderr)
+                for future in as_completed(running):
+                    if future.exception() is None:
+                        keep(future.result())
+                raise
     progress.bar.close()
     return write_metrics(out, [task.user_id for task in tasks] + [row["user_id"] for row in unusable])
 
