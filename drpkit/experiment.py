@@ -28,6 +28,7 @@ else:
     import tomli as tomllib
 
 SCORES = {"bleu": "BLEU", "meteor": "METEOR", "rouge1": "ROUGE-1", "rougeL": "ROUGE-L"}
+LENGTH = {"length_ratio": "length ratio"}  # predictions' over references' length: BLEU's brevity penalty
 COSTS = {"calls": "LLM calls", "prompt_tokens": "prompt tokens", "completion_tokens": "completion tokens",
          "seconds": "seconds"}
 RUN_OPTIONS = {"num_retrieved": 8, "num_compared": 8}
@@ -242,7 +243,7 @@ class Row:
 def _cell_values(metrics: Mapping[str, Any]) -> dict[str, float]:
     usage = metrics["usage_per_sample"].values()
     costs = {key: sum(stage[key] for stage in usage) for key in ("calls", "prompt_tokens", "completion_tokens")}
-    return {key: metrics[key] for key in SCORES} | costs | {"seconds": metrics["seconds_per_sample"]}
+    return {key: metrics[key] for key in (*SCORES, *LENGTH)} | costs | {"seconds": metrics["seconds_per_sample"]}
 
 
 def table_rows(grid: Grid, metrics: Mapping[str, Mapping[str, Any]]) -> list[Row]:
@@ -268,8 +269,8 @@ def table_rows(grid: Grid, metrics: Mapping[str, Mapping[str, Any]]) -> list[Row
 
 
 def _number(key: str, value: float) -> str:
-    if key in SCORES:
-        return f"{value:.2f}" if key == "bleu" else f"{value:.4f}"
+    if key in SCORES or key in LENGTH:
+        return f"{value:.2f}" if key in ("bleu", "length_ratio") else f"{value:.4f}"
     return f"{value:.1f}" if key == "seconds" else f"{value:.0f}"
 
 
@@ -289,11 +290,14 @@ def render_markdown(grid: Grid, rows: list[Row], metrics: Mapping[str, Mapping[s
         "",
         "Scores as in the paper's Table 1 (BLEU 0-100; METEOR, ROUGE 0-1) and cost per sample (LLM calls, "
         "prompt and completion tokens, seconds of the run that produced the sample). A row over several "
-        "temperatures shows their mean and (min–max). **Bold**: best of its data set and model. Costs count "
+        "temperatures shows their mean and (min–max). **Bold**: best of its data set and model. Length ratio: the "
+        "predictions' length over the references' (BLEU tokens; failed samples count as empty); below 1 BLEU "
+        "is scaled down by its brevity penalty exp(1 - 1/ratio). Costs count "
         "the LM work the row's runs did: a stage answer found in DSPy's cache (an ablation reusing its base "
         "method's Extract, say) costs nothing there. Each row's runs are in the folders named in results.csv.",
     ]
-    header = ["method", "variant", "temperature", *SCORES.values(), *(f"{c} / sample" for c in COSTS.values()),
+    header = ["method", "variant", "temperature", *SCORES.values(), *LENGTH.values(),
+              *(f"{c} / sample" for c in COSTS.values()),
               "samples", "failed"]
     for data in grid.data:
         for model in grid.models:
@@ -302,7 +306,8 @@ def render_markdown(grid: Grid, rows: list[Row], metrics: Mapping[str, Mapping[s
             for row in rows:
                 if row.data == data and row.model == model:
                     cells = [row.method, row.variant, ", ".join(f"{t:g}" for t in row.temperatures),
-                             *(_shown(row, key) for key in (*SCORES, *COSTS)), str(row.samples), str(row.failed)]
+                             *(_shown(row, key) for key in (*SCORES, *LENGTH, *COSTS)), str(row.samples),
+                             str(row.failed)]
                     lines.append("| " + " | ".join(cells) + " |")
             lms = grid.models[model]
             lines += ["", "Model " + model + ": " + "; ".join(
@@ -322,7 +327,7 @@ def render_markdown(grid: Grid, rows: list[Row], metrics: Mapping[str, Mapping[s
 
 def render_csv(rows: list[Row]) -> str:
     """One line per row: each score and cost as mean, min and max; `best` names the scores marked best."""
-    keys = [*SCORES, *COSTS]
+    keys = [*SCORES, *LENGTH, *COSTS]
     header = ["data", "model", "method", "variant", "temperatures",
               *(f"{key}{suffix}" for key in keys for suffix in ("", "_min", "_max")),
               "samples", "failed", "best", "cells"]

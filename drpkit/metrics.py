@@ -102,10 +102,14 @@ class Scores:
     n: int
     signatures: dict[str, str] = field(default_factory=dict)
     missing: int = 0
+    #: corpus length of the predictions over that of the references (BLEU's
+    #: tokens): below 1, BLEU's brevity penalty exp(1 - 1/ratio) scales it down
+    length_ratio: float = 1.0
 
     def as_dict(self) -> dict:
         return {
             "bleu": self.bleu,
+            "length_ratio": self.length_ratio,
             "meteor": self.meteor,
             "rouge1": self.rouge1,
             "rougeL": self.rougeL,
@@ -370,12 +374,13 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-def _bleu(predictions: Sequence[str], references: Sequence[str]) -> tuple[float, str]:
+def _bleu(predictions: Sequence[str], references: Sequence[str]) -> tuple[float, float, str]:
+    """Corpus BLEU, the predictions' over the references' length, and the signature."""
     from sacrebleu.metrics import BLEU
 
     metric = BLEU(**BLEU_SETTINGS)
     result = metric.corpus_score(list(predictions), [list(references)])
-    return float(result.score), str(metric.get_signature())
+    return float(result.score), result.sys_len / max(result.ref_len, 1), str(metric.get_signature())
 
 
 def _meteor(predictions: Sequence[str], references: Sequence[str]) -> tuple[float, str]:
@@ -456,7 +461,7 @@ def score(predictions: list[str], references: list[str], *, missing: int = 0) ->
     _check_texts("predictions", predictions)
     _check_texts("references", references)
 
-    bleu, bleu_sig = _bleu(predictions, references)
+    bleu, length_ratio, bleu_sig = _bleu(predictions, references)
     meteor, meteor_sig = _meteor(predictions, references)
     rouge, rouge_sig = _rouge(predictions, references)
     return Scores(
@@ -467,6 +472,7 @@ def score(predictions: list[str], references: list[str], *, missing: int = 0) ->
         n=len(predictions),
         signatures={"bleu": bleu_sig, "meteor": meteor_sig, "rouge": rouge_sig},
         missing=missing,
+        length_ratio=length_ratio,
     )
 
 

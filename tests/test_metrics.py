@@ -199,6 +199,15 @@ def test_bleu_matches_sacrebleu_directly():
     sig = str(bleu.get_signature())
     assert s.signatures["bleu"] == sig
     assert "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" in sig
+    assert s.length_ratio == pytest.approx(direct.sys_len / direct.ref_len)
+
+
+def test_length_ratio_explains_the_brevity_penalty():
+    reference = "one two three four five six seven eight nine ten"
+    short = metrics.score(["one two three four five"], [reference])
+    assert short.length_ratio == pytest.approx(0.5)
+    # all five 1-4-grams match: BLEU is the brevity penalty alone, exp(1 - 1/ratio)
+    assert short.bleu == pytest.approx(100 * np.exp(1 - 1 / 0.5))
 
 
 def test_rouge_matches_evaluate_rouge_procedure():
