@@ -48,6 +48,8 @@ def _add_program_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dimensions", choices=["discovered", "fixed"], default="discovered")
     parser.add_argument("--no-validate", action="store_true", help="ablation: skip Step 2")
     parser.add_argument("--no-summarize", action="store_true", help="ablation: differences go straight to Generate")
+    parser.add_argument("--length-hint", action="store_true",
+                        help="beyond the paper: tell Generate the median length of the past reviews it is shown")
     parser.add_argument("--attempts", type=int, default=4, help="tries per stage call before it is a failure")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--embedder", default=None, help="sentence-transformers model name or folder for Step 0")
@@ -198,7 +200,7 @@ def _setup(args: argparse.Namespace) -> tuple[ReviewData, ProgramSettings, Stage
     for problem in data.problems[:20]:
         print(f"  skipped: {problem}", file=sys.stderr)
     config = DRPConfig(m=args.m, selection=args.selection, dimensions=args.dimensions,
-                       validate=not args.no_validate, summarize=not args.no_summarize,
+                       validate=not args.no_validate, summarize=not args.no_summarize, length_hint=args.length_hint,
                        seed=args.seed, attempts=args.attempts)
     config, num_retrieved, num_compared = METHODS[args.method].apply(config, args.num_retrieved, args.num_compared)
     configure_dspy(args.adapter)

@@ -20,7 +20,8 @@ from drpkit.data.loading import ReviewData
 from drpkit.data.representatives import Embedder
 from drpkit.lms import ADAPTERS, LMSpec, StageLMs
 from drpkit.programs import DRP, METHODS, STAGES, DRPConfig
-from drpkit.runner import PREDICTIONS, RUN_RECORD, RunSettings, build_tasks, check_settings, run, unfinished, write_metrics
+from drpkit.runner import (PREDICTIONS, RUN_RECORD, RunSettings, build_tasks, check_settings, read_rows, run, unfinished,
+                           write_metrics)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -204,7 +205,7 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = StageLMs.build,
         data = loaded[source]
         folder = out / cell.id
         if not compute:
-            if (folder / PREDICTIONS).exists():
+            if read_rows(folder / PREDICTIONS):  # a cell with at least one finished sample
                 check_settings(folder / RUN_RECORD, cell.settings)
                 tasks, unusable = build_tasks(data, cell.settings)
                 metrics[cell.id] = write_metrics(folder, [t.user_id for t in tasks] + [r["user_id"] for r in unusable])

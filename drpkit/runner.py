@@ -97,7 +97,7 @@ def predict_one(program: DRP, task: ReviewTask) -> dict[str, Any]:
     try:
         prediction = program(task=task)
     except Exception as error:  # a dead server or a bug: recorded, and retried on the next run
-        return row | {"status": "failed", "prediction": None, "error": f"{type(error).__name__}: {error}",
+        return row | {"status": "error", "prediction": None, "error": f"{type(error).__name__}: {error}",
                       "seconds": round(time.perf_counter() - start, 2)}
     failed = prediction.review is None
     return row | {
@@ -126,8 +126,10 @@ def read_rows(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def unfinished(tasks: list[ReviewTask], out: Path) -> list[ReviewTask]:
-    """The tasks without an ok row in `out`: what a run into `out` would compute."""
-    done = {uid for uid, row in read_rows(out / PREDICTIONS).items() if row["status"] == "ok"}
+    """The tasks without a result in `out`, what a run into `out` computes: those never run and those that
+    ended in an error (status "error": a dead server, say). A sample "failed" when the model gave no usable
+    answer after every attempt: that is the method's result, and rerunning it would replay it from the cache."""
+    done = {uid for uid, row in read_rows(out / PREDICTIONS).items() if row["status"] in ("ok", "failed")}
     return [task for task in tasks if task.user_id not in done]
 
 
@@ -183,6 +185,7 @@ def write_metrics(out: Path, user_ids: list[str]) -> dict[str, Any]:
     metrics = scores.as_dict() | {
         "samples": len(selected),
         "failed": sum(row["status"] != "ok" for row in selected),
+        "errors": sum(row["status"] == "error" for row in selected),  # not finished: rerun to retry them
         # each row keeps the time of the run that produced it, so a resumed run reports its own cost
         "seconds_per_sample": round(sum(row.get("seconds", 0) for row in selected) / max(len(selected), 1), 2),
         "usage_per_sample": {stage: {k: round(v / max(len(selected), 1), 1) for k, v in c.items()}
@@ -194,9 +197,13 @@ def write_metrics(out: Path, user_ids: list[str]) -> dict[str, Any]:
 
 def _identity(record: dict[str, Any]) -> dict[str, Any]:
     """The settings that change results: not the sample limit or an optimizer's budget (more of either
-    continues the run), not where the servers listen; an unset setting equals one a record lacks."""
+    continues the run), not where the servers listen; an unset setting, or a program option at its default
+    (one added since, say), equals one a record lacks."""
     lms = {stage: {k: v for k, v in spec.items() if k != "api_base"} for stage, spec in record["lms"].items()}
-    return {k: v for k, v in record.items() if k not in ("limit", "budget") and v is not None} | {"lms": lms}
+    defaults = asdict(DRPConfig())
+    program = {k: v for k, v in record.get("program", {}).items() if k not in defaults or defaults[k] != v}
+    return ({k: v for k, v in record.items() if k not in ("limit", "budget") and v is not None}
+            | {"lms": lms, "program": program})
 
 
 def check_settings(path: Path, settings: Any) -> None:

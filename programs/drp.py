@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -31,6 +32,7 @@ class DRPConfig:
     seed: int = 0
     attempts: int = 4  # the small CPU models refuse or echo now and then; a hotter retry usually works
     contrast: bool = False  # CICL: Generate reads the user's vs the representatives' reviews, no differences
+    length_hint: bool = False  # beyond the paper: Generate is told the median length of the past reviews shown
 
     def __post_init__(self) -> None:
         if self.contrast and (self.validate or self.summarize):
@@ -50,7 +52,7 @@ class DRP(dspy.Module):
         self.extract = Extract(config.dimensions, config.attempts)
         self.validate = Validate(config.attempts)
         self.summarize = Summarize(config.attempts)
-        self.generate = Generate(config.contrast, config.attempts)
+        self.generate = Generate(config.contrast, config.attempts, config.length_hint)
 
     def set_stage_lms(self, lms: Mapping[str, dspy.LM]) -> None:
         """Attach one LM per stage (keys: extract, validate, summarize, generate)."""
@@ -87,6 +89,7 @@ class DRP(dspy.Module):
             review = self.generate(  # Step 3b
                 task.item, past_reviews, summary, task.target.rating, task.target.title, usage=usage,
                 sources=[review.text for _, review in task.history] + [summary, task.item.description],
+                length=typical_length(task) if self.config.length_hint else None,
             )
         except StageFailure as failure:  # no review: the sample fails, with everything it produced kept
             failures.append(failure.record())
@@ -108,3 +111,11 @@ class DRP(dspy.Module):
         except StageFailure as failure:
             failures.append(failure.record() | {"asin": comparison.item.asin})
             return found, []
+
+
+def typical_length(task: ReviewTask) -> str:
+    """The median word count of the past reviews in the prompt, as Generate's length hint."""
+    if not task.history:
+        raise ValueError("a length hint needs past reviews: this task has none (num_retrieved 0?)")
+    counts = sorted(len(review.text.split()) for _, review in task.history)
+    return f"about {statistics.median_low(counts)} words (the median of the {len(counts)} past reviews shown)"

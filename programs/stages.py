@@ -93,14 +93,18 @@ class Generate(dspy.Module):
     """Step 3b: the review, from the history and the profile (the summary, or CICL's contrast examples);
     an echo of the prompt is retried."""
 
-    def __init__(self, contrastive: bool = False, attempts: int = 3):
+    def __init__(self, contrastive: bool = False, attempts: int = 3, length_hint: bool = False):
         super().__init__()
-        self.predict = dspy.Predict(GenerateContrastiveReview if contrastive else GenerateReview)
+        signature = GenerateContrastiveReview if contrastive else GenerateReview
+        if length_hint:
+            signature = signature.insert(-1, "review_length", dspy.InputField(
+                desc="how long this user's reviews are: write about this many words"), type_=str)
+        self.predict = dspy.Predict(signature)
         self.profile_field = "contrast_examples" if contrastive else "profile_summary"
         self.attempts = attempts
 
     def forward(self, item: Item, past_reviews: str, profile: str, rating: float, review_title: str,
-                usage: Usage, sources: list[str]) -> str:
+                usage: Usage, sources: list[str], length: str | None = None) -> str:
         def not_a_review(prediction: dspy.Prediction) -> str | None:
             # the instruction as it is now (an optimizer may have changed it) is in the prompt too
             return review_problem(prediction.review, [*sources, self.predict.signature.instructions])
@@ -108,5 +112,5 @@ class Generate(dspy.Module):
         return call_stage(
             "generate", self.predict, usage, self.attempts, check=not_a_review,
             item=format_item(item), past_reviews=past_reviews, rating=rating, review_title=review_title,
-            **{self.profile_field: profile},
+            **{self.profile_field: profile}, **({"review_length": length} if length is not None else {}),
         ).review.strip()

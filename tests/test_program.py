@@ -98,6 +98,23 @@ def test_generate_retries_an_echo_of_its_instruction(tiny_data):
     assert "copied verbatim from the prompt" in usage.retries[0]["problem"]
 
 
+def test_length_hint_tells_generate_the_median_length_of_the_history(tiny_data):
+    from drpkit.programs import METHODS
+
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=1, m=4)
+    lms = stage_lms()
+    program = DRP(DRPConfig(selection="random", length_hint=True))
+    program.set_stage_lms(lms)
+    assert program(task=task).review == REVIEW
+    prompt = lms["generate"].history[-1]["messages"][-1]["content"]
+    counts = sorted(len(review.text.split()) for _, review in task.history)
+    assert f"about {counts[1]} words (the median of the 3 past reviews shown)" in prompt
+    plain = DRP(DRPConfig(selection="random"))
+    assert "review_length" not in plain.generate.predict.signature.input_fields
+    with pytest.raises(ValueError, match="non-p shows no past reviews"):
+        METHODS["non-p"].apply(DRPConfig(length_hint=True), 8, 8)
+
+
 def test_summarize_rejects_a_relisting_of_the_features_but_not_a_restatement():
     differences = "Album 1:\n1. [Length] Definition: How long. Difference: The user writes far shorter reviews."
     answers = [{"summary": differences}, {"summary": "The user writes far shorter reviews than others, in lower case."}]

@@ -48,7 +48,7 @@ def test_rerun_resumes_without_recomputing(tiny_data, tmp_path):
     assert metrics["samples"] == 6
 
 
-def test_failed_samples_are_recorded_then_retried(tiny_data, tmp_path):
+def test_a_sample_without_a_usable_review_is_a_final_result(tiny_data, tmp_path):
     echo = {"review": "Review 1 (of Album 0), rating 4/5, titled \"On album 0\":"}
     program, _ = make_program(generate=[echo] * 200)
     metrics = run(program, tiny_data, settings(limit=2), tmp_path, concurrency=1)
@@ -59,7 +59,7 @@ def test_failed_samples_are_recorded_then_retried(tiny_data, tmp_path):
     assert all(r["usage"]["generate"]["calls"] == DRPConfig().attempts for r in rows.values())
     program2, lms2 = make_program()
     metrics = run(program2, tiny_data, settings(limit=2), tmp_path, concurrency=1)
-    assert metrics["failed"] == 0 and len(lms2["generate"].history) == 2
+    assert metrics["failed"] == 2 and len(lms2["generate"].history) == 0  # a rerun would replay the cache
 
 
 def test_server_errors_do_not_lose_finished_work(tiny_data, tmp_path):
@@ -71,7 +71,11 @@ def test_server_errors_do_not_lose_finished_work(tiny_data, tmp_path):
     program.generate.set_lm(DeadLM([]))
     metrics = run(program, tiny_data, settings(limit=2), tmp_path, concurrency=2)
     rows = read_rows(tmp_path / PREDICTIONS)
-    assert metrics["failed"] == 2 and "server went away" in rows["u0"]["error"]
+    assert metrics["failed"] == metrics["errors"] == 2 and "server went away" in rows["u0"]["error"]
+    assert rows["u0"]["status"] == "error"
+    program2, lms2 = make_program()  # the server is back: the errors are retried
+    metrics = run(program2, tiny_data, settings(limit=2), tmp_path, concurrency=1)
+    assert metrics["failed"] == metrics["errors"] == 0 and len(lms2["generate"].history) == 2
 
 
 def test_resuming_with_other_settings_is_refused(tiny_data, tmp_path):
@@ -80,6 +84,19 @@ def test_resuming_with_other_settings_is_refused(tiny_data, tmp_path):
     other = RunSettings(data="tiny", split="test", limit=1, num_retrieved=2, num_compared=1)
     with pytest.raises(ValueError, match="num_retrieved"):
         run(program, tiny_data, other, tmp_path, concurrency=1)
+
+
+def test_a_record_without_an_option_added_since_resumes_at_its_default(tiny_data, tmp_path):
+    program, _ = make_program()
+    run(program, tiny_data, settings(limit=1), tmp_path, concurrency=1)
+    record = json.loads((tmp_path / "run.json").read_text())
+    del record["program"]["length_hint"]  # as written before the option existed
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    assert run(program, tiny_data, settings(limit=2), tmp_path, concurrency=1)["samples"] == 2
+    hinted = RunSettings(data="tiny", split="test", limit=2, num_retrieved=3, num_compared=1,
+                         program=DRPConfig(length_hint=True))
+    with pytest.raises(ValueError, match="program"):
+        run(program, tiny_data, hinted, tmp_path, concurrency=1)
 
 
 def test_users_without_history_are_reported(tiny_data, tmp_path):
