@@ -17,6 +17,16 @@ def instruction_diff(stage: str, before: str, after: str) -> str:
     return "\n".join(difflib.unified_diff(*lines, f"{stage} (default)", f"{stage} (optimized)", lineterm=""))
 
 
+def _change(stage: str, before: str, after: str) -> str:
+    if before == after:
+        return "unchanged"
+    diff = instruction_diff(stage, before, after)
+    if not diff:  # MIPROv2 re-proposes the default with its line breaks joined, say
+        return ("same words, other whitespace: the prompt is not the same text, so the LM's answers differ; "
+                "a score change here is not due to the wording")
+    return f"```diff\n{diff}\n```"
+
+
 def write_report(out: Path, report: dict[str, Any]) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     s, o = report["settings"], report["optimizer"]
@@ -41,8 +51,7 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
     lines += ["", "BLEU is corpus sacrebleu (0-100); METEOR and ROUGE are 0-1; `metric` is the mean of the "
               "per-example optimization metric.", "", "## Instructions", ""]
     for stage, texts in report["instructions"].items():
-        diff = instruction_diff(stage, texts["before"], texts["after"])
-        lines += [f"### {stage}", "", f"```diff\n{diff}\n```" if diff else "unchanged", ""]
+        lines += [f"### {stage}", "", _change(stage, texts["before"], texts["after"]), ""]
     lines.append(f"Compiled program: `{report['program_state']}` (fingerprint {report['fingerprint']}); "
                  f"run it with `drp run --program-state {report['program_state']}`.")
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -169,3 +169,24 @@ def test_run_refuses_to_resume_with_another_program_state(tiny_data, tmp_path):
         run(program, tiny_data, RunSettings(**base, program_state=None), tmp_path, concurrency=1)
         with pytest.raises(ValueError, match="program_state"):
             run(program, tiny_data, RunSettings(**base, program_state="0123abcd"), tmp_path, concurrency=1)
+
+
+def test_report_tells_a_whitespace_only_change_from_a_new_wording(tmp_path):
+    from drpkit.optimizers.report import write_report
+
+    default = "Write the review.\nMatch the\nlength of past reviews."
+    instructions = {"extract": (default, default), "summarize": (default, " ".join(default.split())),
+                    "generate": (default, "Write a long review.")}
+    write_report(tmp_path, {
+        "settings": {"stages": ["summarize", "generate"], "data": "tiny", "method": "drp", "metric": "bleu",
+                     "train": {"split": "train"}, "dev": {"split": "val"}, "heldout": {"split": "val"},
+                     "seed": 0, "budget": 2},
+        "optimizer": {"name": "mipro", "wall_seconds": 1.0, "llm_calls": {"task": 1, "proposer": 1}},
+        "examples": {"train": 1, "dev": 1, "heldout": 0}, "scores": {}, "program_state": "p.json",
+        "fingerprint": "f", "instructions": {k: {"before": b, "after": a} for k, (b, a) in instructions.items()},
+    })
+    report = (tmp_path / "report.md").read_text()
+    extract, summarize, generate = (report.split(f"### {s}")[1] for s in ("extract", "summarize", "generate"))
+    assert "unchanged" in extract
+    assert "same words, other whitespace" in summarize
+    assert "+Write a long review." in generate
