@@ -151,9 +151,10 @@ def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concur
             progress.update(row)
 
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            futures = [pool.submit(predict_one, program, task) for task in todo]
-            kept = set()
+            futures, kept = [], set()
             try:
+                for task in todo:
+                    futures.append(pool.submit(predict_one, program, task))
                 for future in as_completed(futures):
                     keep(future.result())
                     kept.add(future)

@@ -110,19 +110,25 @@ def test_users_without_history_are_reported(tiny_data, tmp_path):
 
 
 def test_an_interrupted_run_keeps_the_samples_in_flight_and_starts_no_new_one(tiny_data, tmp_path, monkeypatch):
+    import signal
+    import threading
     import time
 
     from drpkit import runner
 
-    def predict(program, task):  # the first sample is interrupted (Ctrl-C); the others take a while
+    started = threading.Barrier(3)  # u0, u1 and u2 in flight at once; u3 waits for a free worker
+
+    def predict(program, task):
+        if task.user_id != "u3":
+            started.wait(timeout=30)
         if task.user_id == "u0":
-            raise KeyboardInterrupt
+            time.sleep(0.2)  # every sample is queued by now
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C
         time.sleep(1.0)
         return {"user_id": task.user_id, "status": "ok", "prediction": REVIEW, "reference": task.reference}
 
     monkeypatch.setattr(runner, "predict_one", predict)
     program, _ = make_program()
     with pytest.raises(KeyboardInterrupt):
-        run(program, tiny_data, settings(limit=4), tmp_path, concurrency=2)
-    # u0's worker took u2 at once: u1 and u2 were in flight and are kept; u3 never started
-    assert set(read_rows(tmp_path / PREDICTIONS)) == {"u1", "u2"}
+        run(program, tiny_data, settings(limit=4), tmp_path, concurrency=3)
+    assert set(read_rows(tmp_path / PREDICTIONS)) == {"u0", "u1", "u2"}  # kept; u3 never started
