@@ -129,6 +129,11 @@ def test_an_interrupted_run_keeps_the_samples_in_flight_and_starts_no_new_one(ti
 
     monkeypatch.setattr(runner, "predict_one", predict)
     program, _ = make_program()
-    with pytest.raises(KeyboardInterrupt):
-        run(program, tiny_data, settings(limit=4), tmp_path, concurrency=3)
+    # as in a terminal: a background job (CI) may have started with SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(program, tiny_data, settings(limit=4), tmp_path, concurrency=3)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert set(read_rows(tmp_path / PREDICTIONS)) == {"u0", "u1", "u2"}  # kept; u3 never started
