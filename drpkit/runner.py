@@ -144,6 +144,7 @@ def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concur
     with open(out / PREDICTIONS, "a", encoding="utf-8") as sink:
         for row in unusable:
             sink.write(json.dumps(row) + "\n")
+
         def keep(row: dict[str, Any]) -> None:
             with lock:
                 sink.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -114,8 +114,7 @@ class DRP(dspy.Module):
 
 
 def typical_length(task: ReviewTask) -> str:
-    """The median word count of the past reviews in the prompt, as Generate's length hint."""
-    if not task.history:
-        raise ValueError("a length hint needs past reviews: this task has none (num_retrieved 0?)")
-    counts = sorted(len(review.text.split()) for _, review in task.history)
+    """The median word count of the past reviews in the prompt, as Generate's length hint (`Method.apply`
+    refuses the hint where no past review is shown)."""
+    counts = [len(review.text.split()) for _, review in task.history]
     return f"about {statistics.median_low(counts)} words (the median of the {len(counts)} past reviews shown)"

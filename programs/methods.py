@@ -21,9 +21,11 @@ class Method:
     def apply(self, config: DRPConfig, num_retrieved: int, num_compared: int) -> tuple[DRPConfig, int, int]:
         """The program config and the retrieval sizes this method runs with."""
         config = replace(config, **self.config)
-        if config.length_hint and not self.history:
-            raise ValueError(f"{self.name} shows no past reviews, so it has no length to hint at (length_hint)")
-        return config, num_retrieved if self.history else 0, num_compared if self.compare else 0
+        num_retrieved = num_retrieved if self.history else 0
+        if config.length_hint and num_retrieved == 0:
+            raise ValueError(f"{self.name} shows no past reviews (num_retrieved 0), so it has no length to hint "
+                             "at (length_hint)")
+        return config, num_retrieved, num_compared if self.compare else 0
 
 
 METHODS = {m.name: m for m in (

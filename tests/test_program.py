@@ -113,6 +113,8 @@ def test_length_hint_tells_generate_the_median_length_of_the_history(tiny_data):
     assert "review_length" not in plain.generate.predict.signature.input_fields
     with pytest.raises(ValueError, match="non-p shows no past reviews"):
         METHODS["non-p"].apply(DRPConfig(length_hint=True), 8, 8)
+    with pytest.raises(ValueError, match="rag shows no past reviews"):
+        METHODS["rag"].apply(DRPConfig(length_hint=True), 0, 8)
 
 
 def test_summarize_rejects_a_relisting_of_the_features_but_not_a_restatement():
