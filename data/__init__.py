@@ -6,7 +6,7 @@ Heavy libraries (datasets, sentence-transformers, scikit-learn) are imported onl
 from pathlib import Path
 
 from .loading import DEFAULT_SPLITS, HUB_CATEGORIES, ReviewData, RowProblem, convert_meta, convert_rows, load_reviews
-from .representatives import Embedder, default_model_path, representatives_for, select_representatives
+from .representatives import Embedder, select_representatives
 from .retrieval import comparable_items, history_document, history_query, rank_history, retrieve_history
 from .schema import Item, Review, UserRow
 
@@ -26,12 +26,10 @@ __all__ = [
     "comparable_items",
     "convert_meta",
     "convert_rows",
-    "default_model_path",
     "history_document",
     "history_query",
     "load_reviews",
     "rank_history",
-    "representatives_for",
     "retrieve_history",
     "select_representatives",
 ]

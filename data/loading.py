@@ -24,7 +24,7 @@ Validation rules (nothing malformed reaches a prompt):
 * a main row whose *target* item (``data.asin``) has no meta is skipped with a problem on
   field ``data.asin`` (the prompt needs the item's title and description);
 * profile reviews whose item has no meta are kept and no problem is recorded: their item
-  title and description are treated as ``""`` (:meth:`ReviewData.item_title`); the count is
+  title and description are treated as ``""``; the count is
   reported by :meth:`ReviewData.summary`.
 
 JSON Lines are read with the standard ``json`` module rather than
@@ -96,30 +96,6 @@ class ReviewData:
     _index: dict[str, list[tuple[str, Review]]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
-
-    @property
-    def skipped(self) -> int:
-        """Rows (main and meta) that were dropped."""
-        return sum(self.skipped_rows.values())
-
-    @property
-    def splits(self) -> list[str]:
-        return list(self.rows)
-
-    def item(self, asin: str) -> Item | None:
-        return self.items.get(asin)
-
-    def item_title(self, asin: str) -> str:
-        """The item's title, ``""`` when the item has no meta (profile reviews only)."""
-        item = self.items.get(asin)
-        return item.title if item is not None else ""
-
-    def item_description(self, asin: str) -> str:
-        item = self.items.get(asin)
-        return item.description if item is not None else ""
-
-    def users(self) -> set[str]:
-        return {row.user_id for rows in self.rows.values() for row in rows}
 
     def _build_index(self) -> dict[str, list[tuple[str, Review]]]:
         index: dict[str, dict[str, Review]] = {}

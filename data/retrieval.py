@@ -63,7 +63,7 @@ def retrieve_history(
     profile: Sequence[Review],
     items: Mapping[str, Item],
     query: str,
-    k: int = 8,
+    k: int,
 ) -> list[Review]:
     """The ``k`` profile reviews BM25 ranks highest for ``query`` (all of them, ranked, when
     ``k >= len(profile)``). Profile items missing from ``items`` count as having no description.

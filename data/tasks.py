@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .loading import ReviewData
 from .retrieval import comparable_items, history_query, retrieve_history
 from .schema import Item, Review, UserRow
+
+
+class SampleKey(NamedTuple):
+    """A sample is a user and a target, the item and the time of the review: a user may have several."""
+
+    user_id: str
+    asin: str
+    timestamp: int | None  # None only in rows written before the key had it
+
+    def __str__(self) -> str:
+        return f"{self.user_id}/{self.asin}@{self.timestamp}"
 
 
 @dataclass(frozen=True)
@@ -32,9 +44,12 @@ class ReviewTask:
     def reference(self) -> str:
         return self.target.text
 
+    @property
+    def key(self) -> SampleKey:
+        return SampleKey(self.user_id, self.item.asin, self.target.timestamp)
 
-def build_task(row: UserRow, data: ReviewData, num_retrieved: int = 8, num_compared: int = 8,
-               m: int = 4) -> ReviewTask:
+
+def build_task(row: UserRow, data: ReviewData, num_retrieved: int, num_compared: int, m: int) -> ReviewTask:
     """Retrieve the history (BM25, `num_retrieved`) and the comparable items (`num_compared`, each with >= m others)."""
     item = data.items[row.data.asin]
     query = history_query(row.data, item)

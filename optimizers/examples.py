@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import dspy
 
-from drpkit.data.loading import ReviewData
-from drpkit.data.tasks import ReviewTask, build_task
+from ..data.loading import ReviewData
+from ..runner import ProgramSettings
 
 
 @dataclass(frozen=True)
@@ -19,13 +19,8 @@ class Portion:
     size: int
 
 
-def task_key(task: ReviewTask) -> str:
-    """The identity of a sample in logs: its user and target item."""
-    return f"{task.user_id}/{task.item.asin}"
-
-
-def make_examples(data: ReviewData, portions: list[Portion], seed: int = 0, num_retrieved: int = 8,
-                  num_compared: int = 8, m: int = 4, shuffle: bool = True) -> list[list[dspy.Example]]:
+def make_examples(data: ReviewData, portions: list[Portion], settings: ProgramSettings, seed: int = 0,
+                  shuffle: bool = True) -> list[list[dspy.Example]]:
     """Examples `dspy.Example(task=..., reference=...).with_inputs("task")` for each portion, in order.
 
     Each split is shuffled once with `seed` (or kept in file order, as `drp run` takes it, so that stage
@@ -48,9 +43,6 @@ def make_examples(data: ReviewData, portions: list[Portion], seed: int = 0, num_
             raise ValueError(f"split {portion.split!r} has {len(orders[portion.split]) - start} usable users left "
                              f"for a portion of {portion.size}")
         taken[portion.split] = start + portion.size
-        result.append([
-            dspy.Example(task=build_task(row, data, num_retrieved, num_compared, m), reference=row.data.text)
-            .with_inputs("task")
-            for row in rows
-        ])
+        result.append([dspy.Example(task=settings.task(row, data), reference=row.data.text).with_inputs("task")
+                       for row in rows])
     return result

@@ -13,32 +13,25 @@ from typing import Any
 import dspy
 from dspy.utils.callback import BaseCallback
 
-from drpkit.data.representatives import Embedder
-from drpkit.data.tasks import ReviewTask
-from drpkit.programs import DRP, STAGES, DRPConfig
-
-from .examples import task_key
+from ..data.representatives import Embedder
+from ..data.tasks import ReviewTask
+from ..programs import DRP, DRPConfig, Usage
+from ..runner import JsonlWriter, read_jsonl
 
 
 def fingerprint(program: DRP) -> str:
     """A hash of everything optimization changes: each stage's signature (instructions, field prefixes) and
     demos, frozen or not; not its LM (nor what an optimizer attaches to the program, e.g. its trial logs)."""
     state = {
-        f"{stage}.{name}": {k: v for k, v in predictor.dump_state().items() if k in ("signature", "demos")}
-        for stage in STAGES for name, predictor in getattr(program, stage).named_predictors()
+        f"{name}.{predictor_name}": {k: v for k, v in predictor.dump_state().items() if k in ("signature", "demos")}
+        for name, stage in program.stages().items() for predictor_name, predictor in stage.named_predictors()
     }
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def stage_instructions(program: DRP) -> dict[str, str]:
     """The instruction of each stage's predictor."""
-    return {stage: getattr(program, stage).predictors()[0].signature.instructions for stage in STAGES}
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {name: stage.predictors()[0].signature.instructions for name, stage in program.stages().items()}
 
 
 class EvaluationLog:
@@ -47,8 +40,8 @@ class EvaluationLog:
     calls of the predictions made by this process."""
 
     def __init__(self, path: Path):
-        self.path = path
-        self.rows = {(row["candidate"], row["sample"]): row for row in _read_jsonl(path)}
+        self.rows = {(row["candidate"], row["sample"]): row for row in read_jsonl(path)}
+        self.sink = JsonlWriter(path)
         self.replay = True
         self.calls = 0
         self.lock = threading.Lock()
@@ -62,9 +55,8 @@ class EvaluationLog:
     def add(self, row: dict[str, Any]) -> None:
         with self.lock:
             self.rows[(row["candidate"], row["sample"])] = row
-            self.calls += sum(stage["calls"] for stage in row["usage"].values())
-            with open(self.path, "a", encoding="utf-8") as sink:
-                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self.calls += Usage.sum([row["usage"]]).total()["calls"]
+        self.sink.append(row)
 
 
 class LoggedDRP(DRP):
@@ -76,7 +68,7 @@ class LoggedDRP(DRP):
         self.log = log
 
     def forward(self, task: ReviewTask) -> dspy.Prediction:
-        candidate, sample = fingerprint(self), task_key(task)
+        candidate, sample = fingerprint(self), str(task.key)
         if row := self.log.get(candidate, sample):
             return dspy.Prediction(review=row["review"], summary=row["summary"], failures=row["failures"],
                                    comparisons=[], usage={}, config=row["config"], replayed=True)
@@ -94,9 +86,10 @@ class CandidateLog(BaseCallback):
     evaluation already in the file, as on a rerun, is not written again."""
 
     def __init__(self, path: Path, stages: tuple[str, ...], sets: dict[str, list[dspy.Example]]):
-        self.path, self.stages = path, stages
-        self.sets = {name: [task_key(e.task) for e in examples] for name, examples in sets.items()}
-        self.seen = {(row["candidate"], tuple(row["samples"])) for row in _read_jsonl(path)}
+        self.stages = stages
+        self.sets = {name: [str(e.task.key) for e in examples] for name, examples in sets.items()}
+        self.seen = {(row["candidate"], tuple(row["samples"])) for row in read_jsonl(path)}
+        self.sink = JsonlWriter(path)
         self.started: dict[str, tuple[dspy.Module, list[dspy.Example]]] = {}
         self.lock = threading.Lock()
 
@@ -107,7 +100,7 @@ class CandidateLog(BaseCallback):
         program, devset = self.started.pop(call_id)
         if outputs is None:
             return
-        samples = tuple(task_key(example.task) for example in devset)
+        samples = tuple(str(example.task.key) for example in devset)
         candidate = fingerprint(program)
         with self.lock:
             if (candidate, samples) in self.seen:
@@ -123,8 +116,7 @@ class CandidateLog(BaseCallback):
                 "instructions": {stage: instructions[stage] for stage in self.stages},
                 "samples": list(samples),
             }
-            with open(self.path, "a", encoding="utf-8") as sink:
-                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.sink.append(row)
 
     def _set_name(self, samples: tuple[str, ...]) -> str:
         for name, keys in self.sets.items():

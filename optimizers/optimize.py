@@ -10,15 +10,14 @@ from typing import Any, Literal
 
 import dspy
 
-from drpkit.data.loading import ReviewData
-from drpkit.data.representatives import Embedder
-from drpkit.metrics import score
-from drpkit.programs import DRP, STAGES
-from drpkit.runner import ProgramSettings, check_settings
-
+from ..data.loading import ReviewData
+from ..data.representatives import Embedder
+from ..metrics import score
+from ..programs import DRP, STAGES
+from ..runner import CONCURRENCY, ProgramSettings, check_settings
 from .examples import Portion, make_examples
 from .logs import CandidateLog, EvaluationLog, LoggedDRP, fingerprint, stage_instructions
-from .metrics import ReviewMetric
+from .objective import ReviewMetric
 from .report import write_report
 
 OPTIMIZERS = ("mipro", "copro", "gepa")
@@ -69,8 +68,8 @@ class MIPROv2(dspy.MIPROv2):
 def optimize_only(program: DRP, stages: tuple[str, ...]) -> None:
     """Freeze the other stages: DSPy leaves the parameters of a sub-module marked compiled out of
     `named_predictors()`, so optimizers neither see nor change them (and saving skips them: unfreeze first)."""
-    for stage in STAGES:
-        getattr(program, stage)._compiled = stage not in stages
+    for name, stage in program.stages().items():
+        stage._compiled = name not in stages
 
 
 def load_compiled(program: DRP, path: str | Path, lms: Mapping[str, dspy.LM]) -> str:
@@ -127,7 +126,7 @@ def _evaluate(program: DRP, examples: list[dspy.Example], metric: ReviewMetric, 
 
 
 def optimize(data: ReviewData, settings: OptimizeSettings, lms: Mapping[str, dspy.LM], proposer: dspy.LM,
-             out: Path, concurrency: int = 8, embedder: Embedder | None = None) -> dict[str, Any]:
+             out: Path, concurrency: int = CONCURRENCY, embedder: Embedder | None = None) -> dict[str, Any]:
     """Optimize the instructions of `settings.stages` on the dev examples; write program.json (the compiled
     state), candidates.jsonl, evaluations.jsonl, report.json and report.md into `out`; return the report.
 
@@ -136,8 +135,7 @@ def optimize(data: ReviewData, settings: OptimizeSettings, lms: Mapping[str, dsp
     out.mkdir(parents=True, exist_ok=True)
     check_settings(out / SETTINGS, settings)
     c = settings
-    train, dev, heldout = make_examples(data, [c.train, c.dev, c.heldout], c.seed, c.num_retrieved,
-                                        c.num_compared, c.program.m, c.shuffle)
+    train, dev, heldout = make_examples(data, [c.train, c.dev, c.heldout], c, c.seed, c.shuffle)
     metric = ReviewMetric(c.metric, c.bleu_weight)
     log = EvaluationLog(out / EVALUATIONS)
     program = LoggedDRP(c.program, log, embedder)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import difflib
-import json
 import textwrap
 from pathlib import Path
 from typing import Any
 
-_SCORES = (("bleu", "BLEU"), ("rougeL", "ROUGE-L"), ("meteor", "METEOR"), ("rouge1", "ROUGE-1"), ("metric", "metric"))
+from ..metrics import SCORES
+from ..runner import write_json
+
+_SCORES = {**SCORES, "metric": "metric"}
 
 
 def instruction_diff(stage: str, before: str, after: str) -> str:
@@ -28,7 +30,7 @@ def _change(stage: str, before: str, after: str) -> str:
 
 
 def write_report(out: Path, report: dict[str, Any]) -> None:
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    write_json(out / "report.json", report)
     s, o = report["settings"], report["optimizer"]
     lines = [
         f"# Optimization: {o['name']} on {', '.join(s['stages'])}",
@@ -46,7 +48,7 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
         "| --- | --- | --- | --- |",
     ]
     for name, scores in report["scores"].items():
-        for key, label in _SCORES:
+        for key, label in _SCORES.items():
             lines.append(f"| {name} | {label} | {scores['before'][key]:.4f} | {scores['after'][key]:.4f} |")
     lines += ["", "BLEU is corpus sacrebleu (0-100); METEOR and ROUGE are 0-1; `metric` is the mean of the "
               "per-example optimization metric.", "", "## Instructions", ""]

@@ -1,8 +1,10 @@
 """DSPy modules for each DRP stage and the DRP program that composes them."""
 
-from .calls import StageFailure, Usage
-from .drp import DRP, DRPConfig
+from .calls import StageFailure, call_stage
+from .drp import DRP, STAGES, DRPConfig
 from .methods import METHODS, Method
-from .stages import STAGES, Extract, Generate, Summarize, Validate
+from .stages import Extract, Generate, Stage, Summarize, Validate
+from .usage import Usage
 
-__all__ = ["DRP", "DRPConfig", "METHODS", "Method", "STAGES", "Extract", "Generate", "StageFailure", "Summarize", "Usage", "Validate"]
+__all__ = ["DRP", "DRPConfig", "METHODS", "Method", "STAGES", "Extract", "Generate", "Stage", "StageFailure",
+           "Summarize", "Usage", "Validate", "call_stage"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError
+
+from .usage import Usage
 
 RETRY_TEMPERATURE = 0.7
 
@@ -22,26 +23,6 @@ class StageFailure(RuntimeError):
 
     def record(self) -> dict[str, Any]:
         return {"stage": self.stage, "problems": self.problems}
-
-
-@dataclass
-class Usage:
-    """LM requests and tokens, per stage, as counted by dspy's usage tracker (cache hits cost nothing)."""
-
-    stages: dict[str, dict[str, int]] = field(default_factory=dict)
-    retries: list[dict[str, str]] = field(default_factory=list)  # every rejected answer, also when a retry worked
-
-    def add(self, stage: str, tracker: Any) -> None:
-        totals = self.stages.setdefault(stage, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
-        for entries in tracker.usage_data.values():
-            for entry in entries:
-                totals["calls"] += 1
-                totals["prompt_tokens"] += int(entry.get("prompt_tokens") or 0)
-                totals["completion_tokens"] += int(entry.get("completion_tokens") or 0)
-
-    def total(self) -> dict[str, int]:
-        keys = ("calls", "prompt_tokens", "completion_tokens")
-        return {k: sum(s[k] for s in self.stages.values()) for k in keys}
 
 
 def call_stage(
@@ -65,7 +46,7 @@ def call_stage(
                 usage.retries.append({"stage": stage, "problem": problems[-1]})
                 continue
             finally:
-                usage.add(stage, tracker)
+                usage.add_tracked(stage, tracker)
         problem = check(prediction) if check else None
         if problem is None:
             return prediction

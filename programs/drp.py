@@ -4,35 +4,46 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import dspy
 
-from drpkit.data.representatives import Embedder
-from drpkit.data.schema import Review
-from drpkit.data.tasks import Comparison, ReviewTask
-from drpkit.signatures import DifferenceFeature
-
-from .calls import StageFailure, Usage
+from ..data.representatives import Embedder
+from ..data.schema import Review
+from ..data.tasks import Comparison, ReviewTask
+from ..signatures import DifferenceFeature
+from .calls import StageFailure
 from .formatting import format_contrasts, format_differences, format_history
 from .representatives import SelectRepresentatives
-from .stages import STAGES, Extract, Generate, Summarize, Validate
+from .stages import Extract, Generate, Stage, Summarize, Validate
+from .usage import Usage
+
+STAGES: tuple[str, ...] = tuple(stage.name for stage in (Extract, Validate, Summarize, Generate))
+"""The program's LM stages in pipeline order: the keys of per-stage LMs, usage and optimization."""
 
 
 @dataclass(frozen=True)
 class DRPConfig:
-    """The method's knobs; the ablations of the paper are settings of these, not other programs."""
+    """The method's knobs; the ablations of the paper are settings of these, not other programs. Each field's
+    `help` is its documentation in the command line and the grid files, which are derived from these fields."""
 
-    m: int = 4
-    selection: Literal["kmeans", "random"] = "kmeans"
-    dimensions: Literal["discovered", "fixed"] = "discovered"
-    validate: bool = True
-    summarize: bool = True
-    seed: int = 0
-    attempts: int = 4  # the small CPU models refuse or echo now and then; a hotter retry usually works
-    contrast: bool = False  # CICL: Generate reads the user's vs the representatives' reviews, no differences
-    length_hint: bool = False  # beyond the paper: Generate is told the median length of the past reviews shown
+    m: int = field(default=4, metadata={"help": "representative reviewers per compared item"})
+    selection: Literal["kmeans", "random"] = field(
+        default="kmeans", metadata={"help": "Step 0: K-means over review embeddings, or random (ablation)"})
+    dimensions: Literal["discovered", "fixed"] = field(
+        default="discovered", metadata={"help": "Step 1: dimensions the LM finds, or DPL's three fixed ones"})
+    validate: bool = field(default=True, metadata={"help": "Step 2 (off: the ablation without it)"})
+    summarize: bool = field(
+        default=True, metadata={"help": "Step 3a (off: the differences go straight to Generate)"})
+    seed: int = field(default=0, metadata={"help": "seed of Step 0"})
+    # the small CPU models refuse or echo now and then; a hotter retry usually works
+    attempts: int = field(default=4, metadata={"help": "tries per stage call before it is a failure"})
+    contrast: bool = field(default=False, metadata={
+        "help": "CICL: Generate reads the user's against the representatives' reviews, no differences",
+        "method_only": True})
+    length_hint: bool = field(default=False, metadata={
+        "help": "beyond the paper: tell Generate the median length of the past reviews it is shown"})
 
     def __post_init__(self) -> None:
         if self.contrast and (self.validate or self.summarize):
@@ -54,10 +65,14 @@ class DRP(dspy.Module):
         self.summarize = Summarize(config.attempts)
         self.generate = Generate(config.contrast, config.attempts, config.length_hint)
 
+    def stages(self) -> dict[str, Stage]:
+        """The stage modules by name, in pipeline order."""
+        return {name: getattr(self, name) for name in STAGES}
+
     def set_stage_lms(self, lms: Mapping[str, dspy.LM]) -> None:
-        """Attach one LM per stage (keys: extract, validate, summarize, generate)."""
-        for stage in STAGES:
-            getattr(self, stage).set_lm(lms[stage])
+        """Attach one LM per stage (keys: `STAGES`)."""
+        for name, stage in self.stages().items():
+            stage.set_lm(lms[name])
 
     def forward(self, task: ReviewTask) -> dspy.Prediction:
         usage, failures, comparisons, per_item = Usage(), [], [], []

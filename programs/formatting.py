@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from drpkit.data.schema import Item, Review
-from drpkit.signatures import DifferenceFeature
+from ..data.schema import Item, Review
+from ..signatures import DifferenceFeature
 
 
 def format_item(item: Item) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from drpkit.data.representatives import Embedder, select_representatives
-from drpkit.data.schema import Review
-from drpkit.data.tasks import Comparison
+from ..data.representatives import Embedder, select_representatives
+from ..data.schema import Review
+from ..data.tasks import Comparison
 
 
 class SelectRepresentatives:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import dspy
 
-from drpkit.data.schema import Item, Review
-from drpkit.signatures import (
+from ..data.schema import Item, Review
+from ..signatures import (
     DifferenceFeature,
     ExtractDifferences,
     ExtractFixedDifferences,
@@ -17,42 +17,52 @@ from drpkit.signatures import (
     ValidateDifferences,
 )
 
-from .calls import Usage, call_stage
+from .calls import call_stage
 from .checks import copy_problem, feature_list_problem, refusal_problem, review_problem
 from .formatting import format_item, format_numbered_features, format_others, format_review
+from .usage import Usage
 
-STAGES = ("extract", "validate", "summarize", "generate")
+class Stage(dspy.Module):
+    """A step of the program that calls an LM: `name` is its key in LM settings, usage and failure records."""
+
+    name: ClassVar[str]
+
+    def __init__(self, attempts: int):
+        super().__init__()
+        self.attempts = attempts
 
 
 def _no_features(prediction: dspy.Prediction) -> str | None:
     return None if prediction.differences else "no difference features in the answer"
 
 
-class Extract(dspy.Module):
+class Extract(Stage):
     """Step 1: a (reasoning) LM names the dimensions on which the user's review differs from the others'."""
 
+    name = "extract"
+
     def __init__(self, dimensions: Literal["discovered", "fixed"] = "discovered", attempts: int = 3):
-        super().__init__()
+        super().__init__(attempts)
         signature = ExtractDifferences if dimensions == "discovered" else ExtractFixedDifferences
         self.predict = dspy.ChainOfThought(signature)
-        self.attempts = attempts
 
     def forward(self, item: Item, user_review: Review, others: list[Review], usage: Usage) -> list[DifferenceFeature]:
         prediction = call_stage(
-            "extract", self.predict, usage, self.attempts, check=_no_features,
+            self.name, self.predict, usage, self.attempts, check=_no_features,
             item=format_item(item), user_review=format_review(user_review),
             other_reviews=format_others(others),
         )
         return list(prediction.differences)
 
 
-class Validate(dspy.Module):
+class Validate(Stage):
     """Step 2: a second pass keeps only the features the reviews support."""
 
+    name = "validate"
+
     def __init__(self, attempts: int = 3):
-        super().__init__()
+        super().__init__(attempts)
         self.predict = dspy.ChainOfThought(ValidateDifferences)
-        self.attempts = attempts
 
     def forward(self, item: Item, user_review: Review, others: list[Review],
                 features: list[DifferenceFeature], usage: Usage) -> list[DifferenceFeature]:
@@ -61,7 +71,7 @@ class Validate(dspy.Module):
             return f"kept feature numbers out of range: {bad}" if bad else None
 
         prediction = call_stage(
-            "validate", self.predict, usage, self.attempts, check=out_of_range,
+            self.name, self.predict, usage, self.attempts, check=out_of_range,
             item=format_item(item), user_review=format_review(user_review),
             other_reviews=format_others(others), differences=format_numbered_features(features),
         )
@@ -69,13 +79,14 @@ class Validate(dspy.Module):
         return [feature for i, feature in enumerate(features, 1) if i in keep]
 
 
-class Summarize(dspy.Module):
+class Summarize(Stage):
     """Step 3a: a profile summary from the retrieved history and the validated differences."""
 
+    name = "summarize"
+
     def __init__(self, attempts: int = 3):
-        super().__init__()
+        super().__init__(attempts)
         self.predict = dspy.Predict(SummarizeProfile)
-        self.attempts = attempts
 
     def forward(self, past_reviews: str, differences: str, usage: Usage) -> str:
         def not_a_summary(prediction: dspy.Prediction) -> str | None:
@@ -85,23 +96,24 @@ class Summarize(dspy.Module):
             return (refusal_problem(prediction.summary) or feature_list_problem(prediction.summary)
                     or copy_problem(prediction.summary, [past_reviews, self.predict.signature.instructions]))
 
-        return call_stage("summarize", self.predict, usage, self.attempts, check=not_a_summary,
+        return call_stage(self.name, self.predict, usage, self.attempts, check=not_a_summary,
                           past_reviews=past_reviews, differences=differences).summary.strip()
 
 
-class Generate(dspy.Module):
+class Generate(Stage):
     """Step 3b: the review, from the history and the profile (the summary, or CICL's contrast examples);
     an echo of the prompt is retried."""
 
+    name = "generate"
+
     def __init__(self, contrastive: bool = False, attempts: int = 3, length_hint: bool = False):
-        super().__init__()
+        super().__init__(attempts)
         signature = GenerateContrastiveReview if contrastive else GenerateReview
         if length_hint:
             signature = signature.insert(-1, "review_length", dspy.InputField(
                 desc="how long this user's reviews are: write about this many words"), type_=str)
         self.predict = dspy.Predict(signature)
         self.profile_field = "contrast_examples" if contrastive else "profile_summary"
-        self.attempts = attempts
 
     def forward(self, item: Item, past_reviews: str, profile: str, rating: float, review_title: str,
                 usage: Usage, sources: list[str], length: str | None = None) -> str:
@@ -110,7 +122,7 @@ class Generate(dspy.Module):
             return review_problem(prediction.review, [*sources, self.predict.signature.instructions])
 
         return call_stage(
-            "generate", self.predict, usage, self.attempts, check=not_a_review,
+            self.name, self.predict, usage, self.attempts, check=not_a_review,
             item=format_item(item), past_reviews=past_reviews, rating=rating, review_title=review_title,
             **{self.profile_field: profile}, **({"review_length": length} if length is not None else {}),
         ).review.strip()

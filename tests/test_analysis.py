@@ -7,9 +7,9 @@ import numpy as np
 from dspy.utils import DummyLM
 from PIL import Image
 
-from drpkit.analysis import ANALYSIS, FIG_CATEGORIES, FIG_UVQ, Judge, analyze, unique_features
-from drpkit.lms import LMSpec, StageLMs
-from drpkit.programs import DRP, DRPConfig, Usage
+from drpkit.experiments.analysis import ANALYSIS, FIG_CATEGORIES, FIG_UVQ, Judge, analyze, unique_features
+from drpkit.serving import LMSpec, StageLMs
+from drpkit.programs import DRP, STAGES, DRPConfig, Usage
 from drpkit.runner import RunSettings, run
 from drpkit.signatures import DifferenceFeature
 from test_program import FEATURES, stage_lms
@@ -67,7 +67,7 @@ def make_run(folder, data, extractor, features):
                     validate=[{"reasoning": "r", "keep": list(range(1, len(features) + 1))}] * 50)
     program = DRP(DRPConfig(selection="random"))
     program.set_stage_lms(lms)
-    described = StageLMs.single(LMSpec(model="writer")).with_overrides(extract=LMSpec(model=extractor)).describe()
+    described = StageLMs(LMSpec(model="writer"), {"extract": LMSpec(model=extractor)}).describe(STAGES)
     settings = RunSettings(data="tiny", split="test", limit=2, num_retrieved=2, num_compared=2, lms=described)
     run(program, data, settings, folder, concurrency=2)
     return folder
@@ -84,7 +84,7 @@ def test_analyze_writes_uvq_categories_and_figures(tiny_data, tmp_path):
     result = analyze([small, big], judge, out, concurrency=4)
 
     by_name = {r["name"]: r for r in result["runs"]}
-    assert by_name["small-run"]["uvq"] == 2 and by_name["small-run"]["features"] == 8  # 2 users x 2 items x 2
+    assert by_name["small-run"]["uvq"] == 2 and by_name["small-run"]["features"] == 8  # 2 samples x 2 items x 2
     assert by_name["big-run"]["uvq"] == 1  # "length!" is "Length"; "Vague" is invalid; "Mumble" unjudged
     assert by_name["big-run"]["judge_failures"] == 4 and by_name["big-run"]["valid"] == 8
     assert by_name["small-run"]["bleu"] == json.loads((small / "metrics.json").read_text())["bleu"]

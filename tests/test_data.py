@@ -18,6 +18,7 @@ from drpkit.data import (
     retrieve_history,
 )
 from drpkit.data.loading import convert_rows
+from drpkit.data.tasks import build_task
 
 
 def review(asin: str, title: str = "A title", text: str = "Some review text.", rating: float = 4.0, ts: int = 1) -> dict:
@@ -97,7 +98,7 @@ def test_jsonl_valid_rows_and_problems(folder: Path) -> None:
     }
     assert problems_at(data, "val") == {2: {"data.asin"}, 3: {"profile.0.timestamp"}}
     assert data.skipped_rows == {"meta": 0, "train": 4, "val": 2}
-    assert data.skipped == 6
+    assert sum(data.skipped_rows.values()) == 6
     assert all(p.source.endswith(".jsonl") for p in data.problems)
     assert "malformed JSON" in next(p.message for p in data.problems if p.field == "<row>")
     summary = data.summary()
@@ -124,7 +125,8 @@ def test_meta_problems_and_profile_without_meta(tmp_path: Path) -> None:
     assert data.skipped_rows["meta"] == 4
     # profile reviews whose item lacks meta are kept, with empty item text
     assert len(data.rows["test"]) == 1
-    assert data.item_title("NOMETA") == "" and data.item_description("NOMETA") == ""
+    [(item, review)] = build_task(data.rows["test"][0], data, num_retrieved=8, num_compared=0, m=4).history
+    assert review.asin == "NOMETA" and item.title == "" and item.description == ""
     assert "1 profile reviews without meta" in data.summary()
 
 
@@ -246,7 +248,7 @@ def test_bm25_k_bounds_and_ties() -> None:
     assert retrieve_history(PROFILE, ITEMS, "zzz", k=5) == PROFILE
     assert retrieve_history(PROFILE, ITEMS, "", k=2) == PROFILE[:2]
     assert retrieve_history(PROFILE, ITEMS, "jazz", k=0) == []
-    assert retrieve_history([], ITEMS, "jazz") == []
+    assert retrieve_history([], ITEMS, "jazz", k=8) == []
     with pytest.raises(ValueError):
         retrieve_history(PROFILE, ITEMS, "jazz", k=-1)
     # items without meta: no description, still retrievable by review title

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from drpkit.experiment import load_grid, run_grid
+from drpkit.experiments import load_grid, run_grid
 from drpkit.runner import PREDICTIONS, read_rows
 from test_program import stage_lms
 
@@ -104,7 +104,7 @@ def test_grid_resumes_without_recomputation_and_writes_the_table(grid_file, tmp_
     assert [r["best"] for r in rows] == ["", "", "bleu meteor rouge1 rougeL", ""]
     drp = rows[2]
     assert float(drp["calls"]) == 4 and drp["cells"] == "drp-base-small-t0-sample drp-base-small-t0.5-sample"
-    per_cell = [round(sum(r["seconds"] for r in read_rows(out / cell / PREDICTIONS).values()) / 2, 2)
+    per_cell = [round(sum(r.seconds for r in read_rows(out / cell / PREDICTIONS).values()) / 2, 2)
                 for cell in drp["cells"].split()]
     assert (float(drp["seconds_min"]), float(drp["seconds_max"])) == (min(per_cell), max(per_cell))
 
@@ -115,17 +115,17 @@ def test_grid_resumes_without_recomputation_and_writes_the_table(grid_file, tmp_
 
 
 def test_cli_experiment_reports_finished_grid(grid_file, tmp_path, monkeypatch, capsys):
-    from drpkit import cli
+    from drpkit.cli import commands as cli
 
     out = tmp_path / "out"
     run_grid(load_grid(grid_file), out, build_lms=CountingLMs())
-    monkeypatch.setattr("drpkit.lms.configure_dspy", lambda adapter: None)  # keep the tests' dspy settings
+    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda adapter: None)  # keep the tests' dspy settings
     cli.main(["experiment", str(grid_file), "--out", str(out)])
     assert "| cicl | base |" in capsys.readouterr().out
 
 
 def test_report_only_tabulates_the_finished_cells_without_a_server(grid_file, tmp_path, monkeypatch, capsys):
-    from drpkit import cli
+    from drpkit.cli import commands as cli
 
     out = tmp_path / "out"
     grid = load_grid(grid_file)
@@ -133,7 +133,7 @@ def test_report_only_tabulates_the_finished_cells_without_a_server(grid_file, tm
     for cell in ("drp-no-validate-small-t0-sample", "drp-no-validate-small-t0.5-sample"):
         (out / cell / PREDICTIONS).unlink()  # as if the grid had stopped before its last row
 
-    monkeypatch.setattr("drpkit.lms.configure_dspy", lambda adapter: None)
+    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda adapter: None)
     monkeypatch.setattr(cli, "check_models", lambda lms: pytest.fail("--report-only asked for a server"))
     cli.main(["experiment", str(grid_file), "--out", str(out), "--report-only"])
     table = capsys.readouterr().out

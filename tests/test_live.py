@@ -6,7 +6,8 @@ import pytest
 
 from drpkit.cli import main
 from drpkit.programs.checks import review_problem
-from drpkit.serving import DEFAULT_MODEL, VLLMServer, find_free_port, resolve_model
+from drpkit.assets.models import DEFAULT_MODEL, resolve_model
+from drpkit.serving import VLLMServer, find_free_port
 
 pytestmark = pytest.mark.live
 

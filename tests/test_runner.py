@@ -6,7 +6,8 @@ import pytest
 from dspy.utils import DummyLM
 
 from drpkit.programs import DRP, DRPConfig
-from drpkit.runner import METRICS, PREDICTIONS, RunSettings, read_rows, run
+from drpkit.runner import METRICS, PREDICTIONS, PredictionRow, RunSettings, evaluate_file, read_rows, run
+from drpkit.runner import execute as runner
 from test_program import REVIEW, stage_lms
 
 
@@ -19,6 +20,10 @@ def make_program(**lms):
 
 def settings(limit=None):
     return RunSettings(data="tiny", split="test", limit=limit, num_retrieved=3, num_compared=1)
+
+
+def rows_by_user(path):
+    return {key.user_id: row for key, row in read_rows(path).items()}
 
 
 def test_run_writes_predictions_and_metrics(tiny_data, tmp_path):
@@ -53,10 +58,10 @@ def test_a_sample_without_a_usable_review_is_a_final_result(tiny_data, tmp_path)
     program, _ = make_program(generate=[echo] * 200)
     metrics = run(program, tiny_data, settings(limit=2), tmp_path, concurrency=1)
     rows = read_rows(tmp_path / PREDICTIONS)
-    assert metrics["failed"] == 2 and all(r["status"] == "failed" for r in rows.values())
-    assert all("echoes" in r["failures"][-1]["problems"][0] for r in rows.values())
-    assert all(r["error"] == "generate gave no usable answer" and r["summary"] for r in rows.values())
-    assert all(r["usage"]["generate"]["calls"] == DRPConfig().attempts for r in rows.values())
+    assert metrics["failed"] == 2 and all(r.status == "failed" for r in rows.values())
+    assert all("echoes" in r.failures[-1]["problems"][0] for r in rows.values())
+    assert all(r.error == "generate gave no usable answer" and r.summary for r in rows.values())
+    assert all(r.usage["generate"]["calls"] == DRPConfig().attempts for r in rows.values())
     program2, lms2 = make_program()
     metrics = run(program2, tiny_data, settings(limit=2), tmp_path, concurrency=1)
     assert metrics["failed"] == 2 and len(lms2["generate"].history) == 0  # a rerun would replay the cache
@@ -70,9 +75,9 @@ def test_server_errors_do_not_lose_finished_work(tiny_data, tmp_path):
     program, _ = make_program()
     program.generate.set_lm(DeadLM([]))
     metrics = run(program, tiny_data, settings(limit=2), tmp_path, concurrency=2)
-    rows = read_rows(tmp_path / PREDICTIONS)
-    assert metrics["failed"] == metrics["errors"] == 2 and "server went away" in rows["u0"]["error"]
-    assert rows["u0"]["status"] == "error"
+    rows = rows_by_user(tmp_path / PREDICTIONS)
+    assert metrics["failed"] == metrics["errors"] == 2 and "server went away" in rows["u0"].error
+    assert rows["u0"].status == "error"
     program2, lms2 = make_program()  # the server is back: the errors are retried
     metrics = run(program2, tiny_data, settings(limit=2), tmp_path, concurrency=1)
     assert metrics["failed"] == metrics["errors"] == 0 and len(lms2["generate"].history) == 2
@@ -104,17 +109,17 @@ def test_users_without_history_are_reported(tiny_data, tmp_path):
     tiny_data.rows["test"][0] = row.model_copy(update={"profile": []})
     program, _ = make_program()
     metrics = run(program, tiny_data, settings(limit=2), tmp_path, concurrency=1)
-    rows = read_rows(tmp_path / PREDICTIONS)
-    assert rows["u0"]["error"] == "the user has no past reviews"
+    rows = rows_by_user(tmp_path / PREDICTIONS)
+    assert rows["u0"].error == "the user has no past reviews"
     assert metrics["samples"] == 2 and metrics["failed"] == 1
+    run(program, tiny_data, settings(limit=2), tmp_path, concurrency=1)
+    assert len((tmp_path / PREDICTIONS).read_text().splitlines()) == 2  # its row is not written again
 
 
 def test_an_interrupted_run_keeps_the_samples_in_flight_and_starts_no_new_one(tiny_data, tmp_path, monkeypatch):
     import signal
     import threading
     import time
-
-    from drpkit import runner
 
     started = threading.Barrier(3)  # u0, u1 and u2 in flight at once; u3 waits for a free worker
 
@@ -125,7 +130,8 @@ def test_an_interrupted_run_keeps_the_samples_in_flight_and_starts_no_new_one(ti
             time.sleep(0.2)  # every sample is queued by now
             signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C
         time.sleep(1.0)
-        return {"user_id": task.user_id, "status": "ok", "prediction": REVIEW, "reference": task.reference}
+        return PredictionRow(user_id=task.user_id, asin=task.item.asin, timestamp=task.target.timestamp,
+                             status="ok", prediction=REVIEW, reference=task.reference)
 
     monkeypatch.setattr(runner, "predict_one", predict)
     program, _ = make_program()
@@ -136,4 +142,36 @@ def test_an_interrupted_run_keeps_the_samples_in_flight_and_starts_no_new_one(ti
             run(program, tiny_data, settings(limit=4), tmp_path, concurrency=3)
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert set(read_rows(tmp_path / PREDICTIONS)) == {"u0", "u1", "u2"}  # kept; u3 never started
+    assert set(rows_by_user(tmp_path / PREDICTIONS)) == {"u0", "u1", "u2"}  # kept; u3 never started
+
+
+def test_a_user_with_several_targets_is_several_samples(tiny_data, tmp_path):
+    """Two targets of every user in one split (as the train split has): each is its own sample, written,
+    resumed and scored once; `drp evaluate` over the file gives the run's scores."""
+    second = [row.model_copy(update={"data": row.profile[-1], "profile": row.profile[:-1]})
+              for row in tiny_data.rows["test"]]
+    tiny_data.rows["test"] = [r for pair in zip(tiny_data.rows["test"], second) for r in pair]
+    program, lms = make_program()
+    metrics = run(program, tiny_data, settings(limit=4), tmp_path, concurrency=2)
+    rows = read_rows(tmp_path / PREDICTIONS)
+    assert len(rows) == 4 and {key.user_id for key in rows} == {"u0", "u1"}
+    assert metrics["samples"] == 4
+    assert evaluate_file(tmp_path / PREDICTIONS).as_dict() == {k: metrics[k] for k in evaluate_file(
+        tmp_path / PREDICTIONS).as_dict()}
+    program2, lms2 = make_program()
+    assert run(program2, tiny_data, settings(limit=4), tmp_path, concurrency=2)["samples"] == 4
+    assert len(lms2["generate"].history) == 0  # both targets of each user were done
+
+
+def test_a_row_cut_off_by_a_kill_is_set_aside_and_the_run_resumes(tiny_data, tmp_path, capsys):
+    program, _ = make_program()
+    run(program, tiny_data, settings(limit=2), tmp_path, concurrency=1)
+    predictions = tmp_path / PREDICTIONS
+    whole = predictions.read_text()
+    predictions.write_text(whole + whole.splitlines()[0][:40])  # a third row, killed mid-write
+    program2, lms2 = make_program()
+    metrics = run(program2, tiny_data, settings(limit=3), tmp_path, concurrency=1)
+    assert metrics["samples"] == 3 and len(lms2["generate"].history) == 1
+    assert (tmp_path / (PREDICTIONS + ".cut")).read_text() == whole.splitlines()[0][:40] + "\n"
+    assert "cut off" in capsys.readouterr().err
+    assert len(predictions.read_text().splitlines()) == 3

@@ -15,10 +15,10 @@ from typing import Any, Protocol
 import dspy
 import numpy as np
 
-from drpkit.programs.calls import StageFailure, Usage, call_stage
-from drpkit.runner import METRICS, PREDICTIONS, RUN_RECORD, read_rows
-from drpkit.signatures import DifferenceFeature, JudgeFeature
-from drpkit.signatures.judge import CATEGORIES, CRITERIA
+from ..programs import StageFailure, Usage, call_stage
+from ..runner import CONCURRENCY, METRICS, PREDICTIONS, RUN_RECORD, read_rows, write_json
+from ..signatures import DifferenceFeature, JudgeFeature
+from ..signatures.judge import CATEGORIES, CRITERIA
 
 ANALYSIS = "analysis.json"
 FIG_UVQ = "bleu_vs_uvq.png"
@@ -70,46 +70,46 @@ def unique_features(features: list[dict[str, Any]], encoder: Encoder | None = No
 
 
 def analyze_run(folder: Path, judge: Judge, encoder: Encoder | None = None, threshold: float | None = None,
-                concurrency: int = 8) -> dict[str, Any]:
+                concurrency: int = CONCURRENCY) -> dict[str, Any]:
     """Judge the validated features of a finished run's ok samples; its UVQ, categories and judgments."""
     record = json.loads((folder / RUN_RECORD).read_text(encoding="utf-8"))
     metrics_file = folder / METRICS
     if not metrics_file.exists():
         raise ValueError(f"{folder} has no {METRICS}: finish the run first (rerun it into the same folder)")
-    rows = [row for row in read_rows(folder / PREDICTIONS).values() if row["status"] == "ok"]
-    features = [(row["user_id"], comparison["asin"], feature) for row in rows
-                for comparison in row.get("comparisons") or () for feature in comparison["validated"]]
+    rows = [row for row in read_rows(folder / PREDICTIONS).values() if row.status == "ok"]
+    features = [(row.key, comparison["asin"], feature) for row in rows
+                for comparison in row.comparisons for feature in comparison["validated"]]
     usages = [Usage() for _ in features]
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         verdicts = list(pool.map(lambda f, u: judge(DifferenceFeature(**f[2]), usage=u), features, usages))
-    judgments = [{"user_id": user, "asin": asin, "feature": feature} | verdict
-                 for (user, asin, feature), verdict in zip(features, verdicts)]
+    judgments = [{"sample": str(key), "user_id": key.user_id, "asin": asin, "feature": feature} | verdict
+                 for (key, asin, feature), verdict in zip(features, verdicts)]
 
     unique: list[dict[str, Any]] = []
-    per_user = []
+    per_sample = []
     for row in rows:
         valid = [j["feature"] | {"category": j["category"]} for j in judgments
-                 if j["user_id"] == row["user_id"] and j.get("valid")]
+                 if j["sample"] == str(row.key) and j.get("valid")]
         kept = unique_features(valid, encoder, threshold)
-        per_user.append(len(kept))
+        per_sample.append(len(kept))
         unique += kept
-    uvq = sum(per_user) / len(per_user) if per_user else 0.0
+    uvq = sum(per_sample) / len(per_sample) if per_sample else 0.0
     return {
         "run": str(folder), "name": folder.name, "method": record.get("method"),
         "extractor": record["lms"]["extract"]["model"],
         "bleu": json.loads(metrics_file.read_text(encoding="utf-8"))["bleu"],
-        "users": len(rows), "features": len(features),
+        "samples": len(rows), "features": len(features),
         "judge_failures": sum(j["status"] == "failed" for j in judgments),
         "valid": sum(bool(j.get("valid")) for j in judgments),
         "uvq": uvq, "log10_uvq": math.log10(uvq) if uvq > 0 else None,
         "categories": dict(Counter(f["category"] for f in unique)),
-        "judge_usage": {key: sum(u.total()[key] for u in usages) for key in usages[0].total()} if usages else {},
+        "judge_usage": Usage.sum(u.stages for u in usages).total(),
         "judgments": judgments,
     }
 
 
 def analyze(run_dirs: list[Path], judge_lm: dspy.LM, out: Path, encoder: Encoder | None = None,
-            threshold: float | None = None, concurrency: int = 8, attempts: int = 3) -> dict[str, Any]:
+            threshold: float | None = None, concurrency: int = CONCURRENCY, attempts: int = 3) -> dict[str, Any]:
     """Analyze each run, group them by extractor model, write analysis.json and the two figures to `out`."""
     judge = Judge(attempts)
     judge.set_lm(judge_lm)
@@ -127,12 +127,12 @@ def analyze(run_dirs: list[Path], judge_lm: dspy.LM, out: Path, encoder: Encoder
     result = {
         "judge": judge_lm.model,
         "dedupe": {"names": "normalized (lower case, alphanumeric words)", "embedding_threshold": threshold},
-        "uvq": "unique valid features per user (all five criteria true), averaged over the run's ok samples",
+        "uvq": "unique valid features per sample (a user and a target; all five criteria true), averaged over the run's ok samples",
         "extractors": extractors,
         "runs": runs,
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / ANALYSIS).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+    write_json(out / ANALYSIS, result)
     plot_bleu_vs_uvq(runs, out / FIG_UVQ)
     plot_categories(extractors, out / FIG_CATEGORIES)
     return result

@@ -1,22 +1,19 @@
-"""Per-example metrics that optimizers maximize, with the textual feedback GEPA reflects on.
-
-Sentence BLEU uses the corpus metric's settings (drpkit.metrics: 13a, exp smoothing) with effective
-order, as `sacrebleu.sentence_bleu` does, scaled to 0-1 so that it mixes with ROUGE-L F (rouge-score,
-no stemmer)."""
+"""The per-example metric optimizers maximize, with the textual feedback GEPA reflects on: sentence BLEU
+(the corpus metric's settings with effective order, as `sacrebleu.sentence_bleu`), ROUGE-L F, or a mix, from
+the metric classes of drpkit.metrics, each scaled to 0-1."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import dspy
 
-from drpkit.metrics import BLEU_SETTINGS
+from ..metrics import BLEU, ROUGE
 
-METRICS = ("bleu", "rougeL", "mix")
+OBJECTIVES = ("bleu", "rougeL", "mix")
 
 _WORD = re.compile(r"[A-Za-z']+")
 _POSITIVE = frozenset(
@@ -33,28 +30,17 @@ _STOPWORDS = frozenset(
     "would could one two get got like really much even still well".split())
 
 
-@cache
-def _bleu():
-    from sacrebleu.metrics import BLEU
-
-    return BLEU(**BLEU_SETTINGS, effective_order=True)
-
-
-@cache
-def _rouge():
-    from rouge_score import rouge_scorer
-
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+_BLEU, _ROUGE = BLEU(), ROUGE()
 
 
 def sentence_bleu(prediction: str, reference: str) -> float:
     """Sentence BLEU of one pair, 0-1."""
-    return _bleu().sentence_score(prediction, [reference]).score / 100
+    return _BLEU.sentence_score(prediction, reference)["bleu"] / _BLEU.scale
 
 
 def rouge_l(prediction: str, reference: str) -> float:
     """ROUGE-L F of one pair, 0-1."""
-    return _rouge().score(reference, prediction)["rougeL"].fmeasure
+    return _ROUGE.sentence_score(prediction, reference)["rougeL"]
 
 
 def _words(text: str) -> list[str]:
@@ -111,8 +97,8 @@ class ReviewMetric:
     bleu_weight: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.name not in METRICS:
-            raise ValueError(f"metric {self.name!r}: expected one of {METRICS}")
+        if self.name not in OBJECTIVES:
+            raise ValueError(f"metric {self.name!r}: expected one of {OBJECTIVES}")
 
     def score(self, review: str, reference: str) -> float:
         if self.name == "bleu":

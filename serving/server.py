@@ -1,7 +1,7 @@
 """Start, check and stop a local vLLM OpenAI-compatible server.
 
 >>> from drpkit.serving import VLLMServer, resolve_model
->>> with VLLMServer(resolve_model("qwen2.5-coder-0.5b-instruct")) as srv:  # doctest: +SKIP
+>>> with VLLMServer(resolve_model("qwen2.5-coder-1.5b-instruct")) as srv:  # doctest: +SKIP
 ...     lm = dspy.LM("hosted_vllm/drp-default", api_base=srv.base_url, api_key="EMPTY")
 
 The server always listens on the loopback interface. On a machine without a CUDA GPU (vLLM's
@@ -29,39 +29,9 @@ import urllib.request
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .models import (  # re-exported: serving is where users look for them
-    DEFAULT_MODEL,
-    MODELS,
-    ModelIntegrityError,
-    ModelNotInstalled,
-    prepare_model,
-    resolve_model,
-)
+from .lms import DEFAULT_PORT, DEFAULT_SERVED_NAME, LOOPBACK
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "DEFAULT_SERVED_NAME",
-    "LOOPBACK",
-    "MODELS",
-    "ModelIntegrityError",
-    "ModelNotInstalled",
-    "ServerStartError",
-    "ServerUnavailable",
-    "VLLMServer",
-    "check_server",
-    "cpu_env",
-    "cuda_available",
-    "default_base_url",
-    "find_free_port",
-    "port_in_use",
-    "prepare_model",
-    "resolve_model",
-]
-
-LOOPBACK = "127.0.0.1"
-DEFAULT_SERVED_NAME = "drp-default"
-DEFAULT_PORT = 8000
-REASONING_PARSER = "deepseek_r1"  # <think>...</think> models (DeepSeek-R1 distills, QwQ, Qwen3)
+MAX_MODEL_LEN = 8192  # tokens of prompt and answer a request may hold
 
 
 class ServerUnavailable(ConnectionError):
@@ -70,10 +40,6 @@ class ServerUnavailable(ConnectionError):
 
 class ServerStartError(RuntimeError):
     """The vLLM server could not be started (busy port, process died, timeout)."""
-
-
-def default_base_url(port: int = DEFAULT_PORT) -> str:
-    return f"http://{LOOPBACK}:{port}/v1"
 
 
 # ----------------------------------------------------------------------------- health check
@@ -234,7 +200,7 @@ class VLLMServer:
         served_name: str = DEFAULT_SERVED_NAME,
         port: int = DEFAULT_PORT,
         host: str = LOOPBACK,
-        max_model_len: int = 8192,
+        max_model_len: int = MAX_MODEL_LEN,
         reasoning_parser: str | None = None,
         extra_args: Sequence[str] = (),
         log_path: str | os.PathLike | None = None,

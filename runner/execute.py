@@ -1,0 +1,184 @@
+"""Run a program over a split: concurrent samples, one prediction row per finished sample, resumable."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ..data.loading import ReviewData
+from ..data.tasks import ReviewTask, SampleKey
+from ..metrics import Scores, score
+from ..programs import DRP, Usage
+from .jsonl import JsonlWriter, numbered_rows, write_json
+from .rows import PREDICTIONS, PredictionRow, latest, read_rows
+from .settings import RunSettings, check_settings
+
+METRICS = "metrics.json"
+CONCURRENCY = 8  # samples in flight: the server batches them
+RUN_RECORD = "run.json"
+
+
+def build_tasks(data: ReviewData, settings: RunSettings) -> tuple[list[ReviewTask], list[PredictionRow]]:
+    """Tasks for the split, and a failed row for every sample that cannot be a task (a user without history)."""
+    rows = data.rows.get(settings.split)
+    if rows is None:
+        raise ValueError(f"split {settings.split!r} is not in the data (have: {sorted(data.rows)})")
+    rows = rows[: settings.limit] if settings.limit else rows
+    tasks, unusable = [], []
+    for row in rows:
+        if row.profile:
+            tasks.append(settings.task(row, data))
+        else:
+            unusable.append(PredictionRow(user_id=row.user_id, asin=row.data.asin, timestamp=row.data.timestamp,
+                                          reference=row.data.text, status="failed",
+                                          error="the user has no past reviews"))
+    return tasks, unusable
+
+
+def sample_keys(tasks: list[ReviewTask], unusable: list[PredictionRow]) -> list[SampleKey]:
+    return [task.key for task in tasks] + [row.key for row in unusable]
+
+
+class Progress:
+    """Thread-safe counters behind the progress bar."""
+
+    def __init__(self, total: int, initial: int):
+        self.bar = tqdm(total=total, initial=initial, desc="samples", unit="sample", dynamic_ncols=True)
+        self.failed = 0
+        self.usage = Usage()
+        self.lock = threading.Lock()
+
+    def update(self, row: PredictionRow) -> None:
+        with self.lock:
+            self.failed += row.status != "ok"
+            for stage, counts in row.usage.items():
+                self.usage.add(stage, counts)
+            total = self.usage.total()
+            self.bar.set_postfix(failed=self.failed, llm_calls=total["calls"],
+                                 tokens=total["prompt_tokens"] + total["completion_tokens"])
+            self.bar.update(1)
+
+
+def predict_one(program: DRP, task: ReviewTask) -> PredictionRow:
+    """One sample's row: the prediction with every intermediate, or the recorded failure."""
+    start = time.perf_counter()
+    identity = {"user_id": task.user_id, "asin": task.item.asin, "timestamp": task.target.timestamp,
+                "reference": task.reference}
+    try:
+        prediction = program(task=task)
+    except Exception as error:  # a dead server or a bug: recorded, and retried on the next run
+        return PredictionRow(**identity, status="error", error=f"{type(error).__name__}: {error}",
+                             seconds=round(time.perf_counter() - start, 2))
+    failed = prediction.review is None
+    return PredictionRow(
+        **identity,
+        status="failed" if failed else "ok",
+        error=f"{prediction.failures[-1]['stage']} gave no usable answer" if failed else None,
+        prediction=prediction.review,
+        summary=prediction.summary,
+        history=[review.asin for _, review in task.history],
+        comparisons=prediction.comparisons,
+        failures=prediction.failures,
+        retries=prediction.retries,
+        usage=prediction.usage,
+        seconds=round(time.perf_counter() - start, 2),
+    )
+
+
+def unfinished(tasks: list[ReviewTask], out: Path) -> list[ReviewTask]:
+    """The tasks without a result in `out`, what a run into `out` computes: those never run and those that
+    ended in an error (status "error": a dead server, say). A sample "failed" when the model gave no usable
+    answer after every attempt: that is the method's result, and rerunning it would replay it from the cache."""
+    rows = read_rows(out / PREDICTIONS)
+    return [task for task in tasks if not ((row := latest(rows, task.key)) and row.finished)]
+
+
+def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path,
+        concurrency: int = CONCURRENCY) -> dict[str, Any]:
+    """Predict every unfinished sample of the split into `out`, then score them all; returns the metrics."""
+    out.mkdir(parents=True, exist_ok=True)
+    check_settings(out / RUN_RECORD, settings)
+    tasks, unusable = build_tasks(data, settings)
+    todo = unfinished(tasks, out)
+    progress = Progress(total=len(tasks), initial=len(tasks) - len(todo))
+    with JsonlWriter(out / PREDICTIONS) as sink:
+        written = read_rows(out / PREDICTIONS)
+        for row in unusable:
+            if latest(written, row.key) is None:
+                sink.append(row.record())
+
+        def keep(row: PredictionRow) -> None:
+            sink.append(row.record())
+            progress.update(row)
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            futures, kept = [], set()
+            try:
+                for task in todo:
+                    futures.append(pool.submit(predict_one, program, task))
+                for future in as_completed(futures):
+                    keep(future.result())
+                    kept.add(future)
+            except BaseException:  # Ctrl-C or SIGTERM: start no new sample, keep those in flight
+                running = [f for f in futures if f not in kept and not f.cancel()]
+                print(f"\nstopping: finishing the {sum(not f.done() for f in running)} samples in flight "
+                      "(Ctrl-C again abandons them)", file=sys.stderr)
+                for future in as_completed(running):
+                    if future.exception() is None:
+                        keep(future.result())
+                raise
+    progress.bar.close()
+    return write_metrics(out, sample_keys(tasks, unusable))
+
+
+def write_metrics(out: Path, keys: list[SampleKey]) -> dict[str, Any]:
+    """Score the latest row of each sample; failed samples count as empty predictions and are reported."""
+    rows = read_rows(out / PREDICTIONS)
+    selected = [row for key in keys if (row := latest(rows, key)) is not None]
+    n = len(selected)
+    metrics = score_rows(selected).as_dict() | {
+        "samples": n,
+        "failed": sum(row.status != "ok" for row in selected),
+        "errors": sum(row.status == "error" for row in selected),  # not finished: rerun to retry them
+        # each row keeps the time of the run that produced it, so a resumed run reports its own cost
+        "seconds_per_sample": round(sum(row.seconds for row in selected) / max(n, 1), 2),
+        "usage_per_sample": Usage.sum(row.usage for row in selected).per(n),
+    }
+    write_json(out / METRICS, metrics)
+    return metrics
+
+
+def score_rows(rows: list[PredictionRow]) -> Scores:
+    return score([row.prediction or "" for row in rows], [row.reference for row in rows],
+                 missing=sum(row.prediction is None for row in rows))
+
+
+def evaluate_file(path: str | Path) -> Scores:
+    """Score a JSONL file: the latest row of each sample of a `predictions.jsonl`, or every row of any file of
+    `{"prediction": ..., "reference": ...}` rows. A null prediction (a failed sample) is scored as empty and
+    counted in `Scores.missing`."""
+    path = Path(path)
+    raw = list(numbered_rows(path))
+    if not raw:
+        raise ValueError(f"{path}: no rows to score")
+    if all("user_id" in row and "status" in row for _, row in raw):
+        return score_rows(list(read_rows(path).values()))
+    pairs = []
+    for number, row in raw:
+        where = f"{path}:{number}"
+        for key in ("prediction", "reference"):
+            if key not in row:
+                raise ValueError(f"{where}: missing field {key!r}")
+        prediction, reference = row["prediction"], row["reference"]
+        if not isinstance(reference, str):
+            raise ValueError(f"{where}: 'reference' must be a string, got {type(reference).__name__}")
+        if prediction is not None and not isinstance(prediction, str):
+            raise ValueError(f"{where}: 'prediction' must be a string or null, got {type(prediction).__name__}")
+        pairs.append((prediction, reference))
+    return score([p or "" for p, _ in pairs], [r for _, r in pairs], missing=sum(p is None for p, _ in pairs))

@@ -1,0 +1,85 @@
+"""What defines a run's or an optimization's results, recorded in its folder: resuming into a folder made with
+other settings is refused. These dataclasses (with `DRPConfig` and `LMSpec`) are the one source of the command
+line's options and the grid files' keys: each field's metadata holds its help."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..data.loading import ReviewData
+from ..data.schema import UserRow
+from ..data.tasks import ReviewTask, build_task
+from ..programs import METHODS, STAGES, DRPConfig
+from ..serving import StageLMs
+from .jsonl import write_json
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgramSettings:
+    """The program that runs and optimizations share: the method applied to the program's settings, the
+    retrieval sizes, the adapter and each stage's LM (`StageLMs.describe`)."""
+
+    method: str = field(default="drp", metadata={"help": "drp, or a baseline run by the same program"})
+    num_retrieved: int = field(default=8, metadata={
+        "help": "past reviews retrieved with BM25 for Summarize and Generate", "run_option": True})
+    num_compared: int = field(default=8, metadata={
+        "help": "profile items compared with representatives (Extract + Validate calls each)", "run_option": True})
+    program: DRPConfig = field(default_factory=DRPConfig)
+    adapter: Literal["json", "chat"] = field(default="json", metadata={
+        "help": "how DSPy asks for the output fields: JSON (robust with small models) or [[ ## ]] chat"})
+    lms: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def for_method(cls, method: str, program: DRPConfig, num_retrieved: int, num_compared: int, lms: StageLMs,
+                   **settings: Any) -> Any:
+        """The settings `method` runs with: its own program settings and retrieval sizes over the given ones."""
+        config, num_retrieved, num_compared = METHODS[method].apply(program, num_retrieved, num_compared)
+        return cls(method=method, program=config, num_retrieved=num_retrieved, num_compared=num_compared,
+                   lms=lms.describe(STAGES), **settings)
+
+    def task(self, row: UserRow, data: ReviewData) -> ReviewTask:
+        return build_task(row, data, self.num_retrieved, self.num_compared, self.program.m)
+
+    def record(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+
+RUN_OPTIONS = {name: ProgramSettings.__dataclass_fields__[name].default
+               for name, f in ProgramSettings.__dataclass_fields__.items() if f.metadata.get("run_option")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings(ProgramSettings):
+    """A run over a split: the program's settings and which samples."""
+
+    data: str
+    split: str = "test"
+    limit: int | None = None
+    program_state: str | None = None  # fingerprint of a compiled program's state (`drp optimize`); None: defaults
+
+
+def _identity(record: dict[str, Any]) -> dict[str, Any]:
+    """The settings that change results: not the sample limit or an optimizer's budget (more of either
+    continues the run), not where the servers listen; an unset setting, or a program option at its default
+    (one added since, say), equals one a record lacks."""
+    lms = {stage: {k: v for k, v in spec.items() if k != "api_base"} for stage, spec in record["lms"].items()}
+    defaults = asdict(DRPConfig())
+    program = {k: v for k, v in record.get("program", {}).items() if k not in defaults or defaults[k] != v}
+    return ({k: v for k, v in record.items() if k not in ("limit", "budget") and v is not None}
+            | {"lms": lms, "program": program})
+
+
+def check_settings(path: Path, settings: ProgramSettings) -> None:
+    """Write `settings.record()` to `path`, or refuse when the folder was made with other settings."""
+    record = settings.record()
+    if path.exists():
+        previous = _identity(json.loads(path.read_text(encoding="utf-8")))
+        if previous != _identity(record):
+            changed = sorted(k for k, v in _identity(record).items() if previous.get(k) != v)
+            raise ValueError(f"{path.parent} holds a run with other settings ({', '.join(changed)}); "
+                             "use another output folder")
+    else:
+        write_json(path, record)

@@ -1,0 +1,115 @@
+"""How each stage reaches its LM: one spec per stage (storm's habit: one LM per stage, in one config object),
+the adapter DSPy parses answers with, and DSPy's disk cache."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import dspy
+
+from ..assets import cache_dir
+
+# Offline toolkit: litellm's bundled model-cost map, not a download attempt on every start.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# Local servers are reached directly, never through a proxy set for the outside world.
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_SERVED_NAME = "drp-default"
+DEFAULT_API_BASE = f"http://{LOOPBACK}:{DEFAULT_PORT}/v1"
+
+_THINK = re.compile(r"^.*?</think>\s*|<think>.*?</think>\s*", re.DOTALL)
+
+
+def strip_thinking(completion: str) -> str:
+    """Drop a reasoning model's `<think>` block, for servers started without a reasoning parser."""
+    return _THINK.sub("", completion, count=1) if "</think>" in completion else completion
+
+
+class ThinkingChatAdapter(dspy.ChatAdapter):
+    """ChatAdapter that parses R1-style answers (`<think>...</think>` then the fields)."""
+
+    def parse(self, signature, completion: str) -> dict[str, Any]:
+        return super().parse(signature, strip_thinking(completion))
+
+    def _make_json_adapter_fallback(self):
+        return ThinkingJSONAdapter()
+
+
+class ThinkingJSONAdapter(dspy.JSONAdapter):
+    """JSONAdapter that parses R1-style answers; the default, as small models keep JSON fields apart best."""
+
+    def parse(self, signature, completion: str) -> dict[str, Any]:
+        return super().parse(signature, strip_thinking(completion))
+
+
+ADAPTERS = {"json": ThinkingJSONAdapter, "chat": ThinkingChatAdapter}
+
+
+def configure_dspy(adapter: str) -> None:
+    """The process-wide settings of every command that calls LMs: the adapter, and the disk cache
+    (`cache_dir("dspy")`), so that a rerun reuses every answer it already got."""
+    dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(cache_dir("dspy")))
+    dspy.configure(adapter=ADAPTERS[adapter]())
+
+
+@dataclass(frozen=True)
+class LMSpec:
+    """One OpenAI-compatible endpoint and its sampling settings (the paper: temperature 0, top_p 0.95)."""
+
+    model: str = field(default=DEFAULT_SERVED_NAME, metadata={"help": "served model name of every stage"})
+    api_base: str = field(default=DEFAULT_API_BASE, metadata={"help": "the server of every stage"})
+    temperature: float = field(default=0.0, metadata={"help": "sampling temperature of every stage"})
+    max_tokens: int = field(default=1024, metadata={"help": "the longest answer of a stage call, in tokens"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling of every stage"})
+    api_key: str = field(default="EMPTY", metadata={"secret": True})
+    timeout: float = field(default=600.0, metadata={"help": "seconds an LM request may take"})
+
+    def build(self) -> dspy.LM:
+        return dspy.LM(
+            f"hosted_vllm/{self.model}", api_base=self.api_base, api_key=self.api_key,
+            temperature=self.temperature, max_tokens=self.max_tokens, top_p=self.top_p,
+            timeout=self.timeout, num_retries=3,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The settings for run records and tables: never the API key."""
+        return {key: value for key, value in asdict(self).items() if key != "api_key"}
+
+
+@dataclass(frozen=True)
+class StageLMs:
+    """The LM of every stage: `default`, unless `stages` gives the stage its own (the paper's setting: a
+    reasoning LM extracts and validates, an instruct LM summarizes and generates)."""
+
+    default: LMSpec = field(default_factory=LMSpec)
+    stages: Mapping[str, LMSpec] = field(default_factory=dict)
+
+    def __getitem__(self, stage: str) -> LMSpec:
+        return self.stages.get(stage, self.default)
+
+    def with_stage(self, stage: str, spec: LMSpec) -> StageLMs:
+        return replace(self, stages={**self.stages, stage: spec})
+
+    def with_settings(self, **changes: Any) -> StageLMs:
+        """The same LMs with `changes` (e.g. temperature) applied to every stage."""
+        return StageLMs(replace(self.default, **changes),
+                        {stage: replace(spec, **changes) for stage, spec in self.stages.items()})
+
+    def specs(self, stages: Iterable[str]) -> dict[str, LMSpec]:
+        return {stage: self[stage] for stage in stages}
+
+    def build(self, stages: Iterable[str]) -> dict[str, dspy.LM]:
+        """One dspy.LM per distinct spec, shared by the stages that use it."""
+        specs = self.specs(stages)
+        built = {spec: spec.build() for spec in dict.fromkeys(specs.values())}
+        return {stage: built[spec] for stage, spec in specs.items()}
+
+    def describe(self, stages: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Each stage's LM settings, for run records (without the API key)."""
+        return {stage: spec.describe() for stage, spec in self.specs(stages).items()}
