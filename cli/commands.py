@@ -28,6 +28,8 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
                         help="model to serve: a packaged model name (default qwen2.5-coder-1.5b-instruct), "
                              "a local folder, or a hub id")
     parser.add_argument("--max-model-len", type=int, default=MAX_MODEL_LEN)
+    parser.add_argument("--dtype", default=None, help="the weights' type in the server (default: bfloat16, or float32 "
+                        "on a CPU without bf16 instructions, where bf16 is emulated and several times slower)")
     parser.add_argument("--reasoning-parser", default=None,
                         help="vLLM reasoning parser for <think> models, e.g. deepseek_r1")
     parser.add_argument("--server-log", default=None, help="file for the server's log")
@@ -156,7 +158,7 @@ def served(args: argparse.Namespace, lms: StageLMs) -> Iterator[None]:
         model = resolve_model(args.serve_model or DEFAULT_MODEL)
         print(f"starting vLLM ({model}) on port {port}...", file=sys.stderr)
         with VLLMServer(model, served_name=args.model, port=port, max_model_len=args.max_model_len,
-                        reasoning_parser=args.reasoning_parser, log_path=args.server_log) as server:
+                        reasoning_parser=args.reasoning_parser, log_path=args.server_log, dtype=args.dtype) as server:
             print(f"vLLM ready in {server.startup_seconds:.0f}s", file=sys.stderr)
             yield
         return
@@ -285,7 +287,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     model = resolve_model(args.serve_model or DEFAULT_MODEL)
     with VLLMServer(model, served_name=args.served_name, port=args.port, max_model_len=args.max_model_len,
-                    reasoning_parser=args.reasoning_parser, log_path=args.server_log) as server:
+                    reasoning_parser=args.reasoning_parser, log_path=args.server_log, dtype=args.dtype) as server:
         print(f"serving {model} as {args.served_name!r} at {server.base_url} (Ctrl-C stops it)", file=sys.stderr)
         with contextlib.suppress(KeyboardInterrupt):
             server.wait()

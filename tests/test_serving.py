@@ -19,6 +19,7 @@ from drpkit.serving.server import (
     ServerUnavailable,
     VLLMServer,
     check_server,
+    cpu_computes_bf16,
     cpu_env,
     find_free_port,
     port_in_use,
@@ -28,7 +29,8 @@ from drpkit.serving.server import (
 
 
 def test_command_line():
-    srv = VLLMServer("/models/m", served_name="drp-x", port=8123, max_model_len=4096, extra_args=["--seed", "1"])
+    srv = VLLMServer("/models/m", served_name="drp-x", port=8123, max_model_len=4096, extra_args=["--seed", "1"],
+                     dtype="bfloat16")
     cmd = srv.command()
     assert cmd[:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
     args = dict(zip(cmd[3::2], cmd[4::2]))
@@ -43,6 +45,16 @@ def test_command_line():
     }
     assert "--reasoning-parser" not in cmd
     assert srv.base_url == "http://127.0.0.1:8123/v1"
+
+
+def test_dtype_follows_the_hardware(monkeypatch):
+    assert cpu_computes_bf16("flags : fpu avx2 fma avx512f avx512_bf16") and cpu_computes_bf16("flags : amx_bf16")
+    assert not cpu_computes_bf16("flags : fpu avx2 fma avx512f")
+    monkeypatch.setattr(serving, "cpu_computes_bf16", lambda: False)
+    assert VLLMServer("m", cpu=True).dtype == "float32"  # emulated bf16 is several times slower
+    assert VLLMServer("m", cpu=False).dtype == "bfloat16"
+    monkeypatch.setattr(serving, "cpu_computes_bf16", lambda: True)
+    assert VLLMServer("m", cpu=True).dtype == "bfloat16"
 
 
 def test_command_line_reasoning_parser():

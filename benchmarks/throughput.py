@@ -1,0 +1,217 @@
+"""Where a run's time goes: the program on N samples, then the exact LM requests it made, replayed raw.
+
+    drp serve &                                  # VLLM_SERVER_DEV_MODE=1 lets each phase start cold
+    python benchmarks/throughput.py --data ../shared/data/digital_music_2014 --split val --limit 8
+
+1. The program runs the samples at `--concurrency` (a fresh DSPy cache: every call reaches the server) and
+   its LM requests are recorded from the LMs' histories.
+2. The same requests are sent straight to the server's chat endpoint, at concurrency 1 and at
+   `--concurrency`: what the server alone needs for this work.
+
+Each phase reads the server's Prometheus counters before and after: prompt and completion tokens, the share of
+prompt tokens served by the prefix cache, prefill and decode rates (tokens per second of the requests' prefill
+and decode time at concurrency 1; tokens per wall second otherwise), requests per second. The last line is the
+program's wall time over the raw replay's at the same concurrency: what the program adds to the server's work
+(its waits between dependent calls, DSPy, retries are part of the recorded requests). Prints a table and JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+COUNTERS = {
+    "prompt_tokens": "vllm:prompt_tokens_total",
+    "cached_prompt_tokens": "vllm:prefix_cache_hits_total",
+    "prefix_queries": "vllm:prefix_cache_queries_total",
+    "completion_tokens": "vllm:generation_tokens_total",
+    "prefill_seconds": "vllm:request_prefill_time_seconds_sum",
+    "decode_seconds": "vllm:request_decode_time_seconds_sum",
+    "requests": "vllm:request_success_total",
+}
+SAMPLING = ("temperature", "top_p", "max_tokens")
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="sample")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--limit", type=int, default=8)
+    parser.add_argument("--method", default="drp")
+    parser.add_argument("--num-retrieved", type=int, default=8)
+    parser.add_argument("--num-compared", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--api-base", default="http://127.0.0.1:8000/v1")
+    parser.add_argument("--model", default="drp-default")
+    parser.add_argument("--skip-serial", action="store_true", help="no replay at concurrency 1 (the slowest phase)")
+    parser.add_argument("--out", default=None, help="folder for the run and requests.jsonl (default: a temporary one)")
+    return parser.parse_args()
+
+
+def _server_root(api_base: str) -> str:
+    return re.sub(r"/v1/?$", "", api_base.rstrip("/"))
+
+
+def counters(api_base: str) -> dict[str, float]:
+    """The server's counters, summed over their labels."""
+    with urllib.request.urlopen(_server_root(api_base) + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values = dict.fromkeys(COUNTERS, 0.0)
+    for line in text.splitlines():
+        for key, name in COUNTERS.items():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                values[key] += float(line.rsplit(" ", 1)[1])
+    return values
+
+
+def reset_prefix_cache(api_base: str) -> bool:
+    """Empty the server's prefix cache (vLLM answers this in dev mode only); whether it did."""
+    request = urllib.request.Request(_server_root(api_base) + "/reset_prefix_cache", method="POST", data=b"")
+    try:
+        with urllib.request.urlopen(request, timeout=30):
+            return True
+    except urllib.error.URLError:
+        return False
+
+
+def measured(api_base: str, work) -> dict[str, Any]:
+    reset = reset_prefix_cache(api_base)
+    before, start = counters(api_base), time.perf_counter()
+    work()
+    wall = time.perf_counter() - start
+    after = counters(api_base)
+    delta = {key: after[key] - before[key] for key in COUNTERS}
+    computed = delta["prompt_tokens"] - delta["cached_prompt_tokens"]
+    return delta | {
+        "wall_seconds": round(wall, 1),
+        "cold_start": reset,
+        "prefix_hit_rate": round(delta["cached_prompt_tokens"] / max(delta["prefix_queries"], 1), 3),
+        "prefill_tokens_per_second": round(computed / max(delta["prefill_seconds"], 1e-9), 1),
+        "decode_tokens_per_second": round(delta["completion_tokens"] / max(delta["decode_seconds"], 1e-9), 1),
+        "computed_prompt_tokens_per_wall_second": round(computed / wall, 1),
+        "completion_tokens_per_wall_second": round(delta["completion_tokens"] / wall, 1),
+        "requests_per_second": round(delta["requests"] / wall, 3),
+    }
+
+
+def run_program(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run the program on the samples; return its LM requests (in order) and the run's metrics."""
+    import dspy
+
+    from drpkit.data import SAMPLE_DIR, load_reviews
+    from drpkit.programs import DRP, STAGES, DRPConfig
+    from drpkit.runner import RunSettings, run
+    from drpkit.serving import LMSpec, StageLMs, configure_dspy
+
+    configure_dspy("json")
+    dspy.configure(max_history_size=1_000_000)
+    data = load_reviews(SAMPLE_DIR if args.data == "sample" else args.data)
+    lms = StageLMs(LMSpec(model=args.model, api_base=args.api_base))
+    settings = RunSettings.for_method(args.method, DRPConfig(), args.num_retrieved, args.num_compared, lms,
+                                      data=args.data, split=args.split, limit=args.limit)
+    program = DRP(settings.program)
+    built = lms.build(STAGES)
+    program.set_stage_lms(built)
+    metrics = run(program, data, settings, out / "run", concurrency=args.concurrency)
+    instructions = {name: stage.predictors()[0].signature.instructions for name, stage in program.stages().items()}
+    requests = []
+    for lm in {id(lm): lm for lm in built.values()}.values():
+        for entry in lm.history:
+            kwargs = {**lm.kwargs, **entry["kwargs"]}
+            system = entry["messages"][0]["content"]
+            choice = entry["response"].choices[0]
+            requests.append({
+                "timestamp": entry["timestamp"], "messages": entry["messages"],
+                **{key: kwargs[key] for key in SAMPLING if key in kwargs},
+                "stage": next((name for name, text in instructions.items() if text in system), None),
+                "completion_tokens": (entry["usage"] or {}).get("completion_tokens"),
+                "finish_reason": getattr(choice, "finish_reason", None),
+            })
+    requests.sort(key=lambda request: request["timestamp"])
+    return requests, metrics
+
+
+def replay(args: argparse.Namespace, requests: list[dict[str, Any]], concurrency: int) -> None:
+    def send(request: dict[str, Any]) -> None:
+        body = {"model": args.model, "messages": request["messages"],
+                **{key: request[key] for key in SAMPLING if key in request}}
+        http = urllib.request.Request(args.api_base.rstrip("/") + "/chat/completions",
+                                      data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(http, timeout=3600) as response:
+            response.read()
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(send, requests))
+
+
+def main() -> None:
+    args = _args()
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(args.out or scratch)
+        out.mkdir(parents=True, exist_ok=True)
+        os.environ["DRPKIT_CACHE"] = str(Path(scratch) / "cache")  # no LM answer from an earlier run
+        phases: dict[str, dict[str, Any]] = {}
+        requests: list[dict[str, Any]] = []
+        metrics: dict[str, Any] = {}
+
+        def program() -> None:
+            nonlocal requests, metrics
+            requests, metrics = run_program(args, out)
+
+        print(f"program: {args.limit} samples of {args.data} ({args.split}), {args.method}, "
+              f"concurrency {args.concurrency}", file=sys.stderr)
+        phases[f"program, concurrency {args.concurrency}"] = measured(args.api_base, program)
+        with open(out / "requests.jsonl", "w", encoding="utf-8") as sink:
+            for request in requests:
+                sink.write(json.dumps(request) + "\n")
+        for concurrency in ([] if args.skip_serial else [1]) + [args.concurrency]:
+            print(f"replay: {len(requests)} requests at concurrency {concurrency}", file=sys.stderr)
+            phases[f"replay, concurrency {concurrency}"] = measured(
+                args.api_base, lambda c=concurrency: replay(args, requests, c))
+
+    program_wall = phases[f"program, concurrency {args.concurrency}"]["wall_seconds"]
+    replay_wall = phases[f"replay, concurrency {args.concurrency}"]["wall_seconds"]
+    by_stage: dict[str, dict[str, Any]] = {}
+    for request in requests:
+        stage = by_stage.setdefault(str(request["stage"]), {"calls": 0, "completion_tokens": [], "cut_at_max_tokens": 0})
+        stage["calls"] += 1
+        stage["completion_tokens"].append(request["completion_tokens"] or 0)
+        stage["cut_at_max_tokens"] += request["finish_reason"] == "length"
+    for stage in by_stage.values():
+        tokens = sorted(stage.pop("completion_tokens"))
+        stage |= {"completion_tokens_median": tokens[len(tokens) // 2], "completion_tokens_max": tokens[-1],
+                  "completion_tokens_total": sum(tokens)}
+    report = {
+        "settings": vars(args),
+        "samples": metrics["samples"], "failed": metrics["failed"], "requests": len(requests),
+        "samples_per_hour": round(metrics["samples"] / program_wall * 3600, 1),
+        "quality": {key: metrics[key] for key in ("bleu", "rougeL", "meteor", "length_ratio")},
+        "program_over_replay": round(program_wall / replay_wall, 2),
+        "stages": by_stage,
+        "phases": phases,
+    }
+    columns = ("wall_seconds", "requests_per_second", "prompt_tokens", "prefix_hit_rate", "completion_tokens",
+               "prefill_tokens_per_second", "decode_tokens_per_second", "computed_prompt_tokens_per_wall_second",
+               "completion_tokens_per_wall_second")
+    print("| phase | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for name, phase in phases.items():
+        print(f"| {name} | " + " | ".join(f"{phase[c]:g}" for c in columns) + " |")
+    print(f"\nsamples per hour {report['samples_per_hour']}; program wall over raw replay "
+          f"{report['program_over_replay']} (goal <= 1.10); cold phases: "
+          f"{all(p['cold_start'] for p in phases.values())}")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
