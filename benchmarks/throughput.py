@@ -40,6 +40,7 @@ COUNTERS = {
     "requests": "vllm:request_success_total",
 }
 SAMPLING = ("temperature", "top_p", "max_tokens")
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the server is local: never via a proxy
 
 
 def _args() -> argparse.Namespace:
@@ -53,7 +54,11 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--api-base", default="http://127.0.0.1:8000/v1")
     parser.add_argument("--model", default="drp-default")
-    parser.add_argument("--skip-serial", action="store_true", help="no replay at concurrency 1 (the slowest phase)")
+    parser.add_argument("--replay", choices=["both", "parallel", "none"], default="both",
+                        help="replay at concurrency 1 and --concurrency (both), at --concurrency only, or not at all")
+    parser.add_argument("--requests", default=None, metavar="REQUESTS.jsonl",
+                        help="replay the requests an earlier run recorded (its --out) instead of running the program: "
+                             "the same work against another server or server setting")
     parser.add_argument("--out", default=None, help="folder for the run and requests.jsonl (default: a temporary one)")
     return parser.parse_args()
 
@@ -64,7 +69,7 @@ def _server_root(api_base: str) -> str:
 
 def counters(api_base: str) -> dict[str, float]:
     """The server's counters, summed over their labels."""
-    with urllib.request.urlopen(_server_root(api_base) + "/metrics", timeout=10) as response:
+    with _LOCAL.open(_server_root(api_base) + "/metrics", timeout=10) as response:
         text = response.read().decode()
     values = dict.fromkeys(COUNTERS, 0.0)
     for line in text.splitlines():
@@ -78,7 +83,7 @@ def reset_prefix_cache(api_base: str) -> bool:
     """Empty the server's prefix cache (vLLM answers this in dev mode only); whether it did."""
     request = urllib.request.Request(_server_root(api_base) + "/reset_prefix_cache", method="POST", data=b"")
     try:
-        with urllib.request.urlopen(request, timeout=30):
+        with _LOCAL.open(request, timeout=30):
             return True
     except urllib.error.URLError:
         return False
@@ -147,7 +152,7 @@ def replay(args: argparse.Namespace, requests: list[dict[str, Any]], concurrency
                 **{key: request[key] for key in SAMPLING if key in request}}
         http = urllib.request.Request(args.api_base.rstrip("/") + "/chat/completions",
                                       data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(http, timeout=3600) as response:
+        with _LOCAL.open(http, timeout=3600) as response:
             response.read()
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -168,35 +173,40 @@ def main() -> None:
             nonlocal requests, metrics
             requests, metrics = run_program(args, out)
 
-        print(f"program: {args.limit} samples of {args.data} ({args.split}), {args.method}, "
-              f"concurrency {args.concurrency}", file=sys.stderr)
-        phases[f"program, concurrency {args.concurrency}"] = measured(args.api_base, program)
-        with open(out / "requests.jsonl", "w", encoding="utf-8") as sink:
-            for request in requests:
-                sink.write(json.dumps(request) + "\n")
-        for concurrency in ([] if args.skip_serial else [1]) + [args.concurrency]:
+        if args.requests:
+            requests = [json.loads(line) for line in Path(args.requests).read_text().splitlines() if line.strip()]
+        else:
+            print(f"program: {args.limit} samples of {args.data} ({args.split}), {args.method}, "
+                  f"concurrency {args.concurrency}", file=sys.stderr)
+            phases[f"program, concurrency {args.concurrency}"] = measured(args.api_base, program)
+            with open(out / "requests.jsonl", "w", encoding="utf-8") as sink:
+                for request in requests:
+                    sink.write(json.dumps(request) + "\n")
+        for concurrency in {"both": [1, args.concurrency], "parallel": [args.concurrency], "none": []}[args.replay]:
             print(f"replay: {len(requests)} requests at concurrency {concurrency}", file=sys.stderr)
             phases[f"replay, concurrency {concurrency}"] = measured(
                 args.api_base, lambda c=concurrency: replay(args, requests, c))
 
-    program_wall = phases[f"program, concurrency {args.concurrency}"]["wall_seconds"]
-    replay_wall = phases[f"replay, concurrency {args.concurrency}"]["wall_seconds"]
+    ran = phases.get(f"program, concurrency {args.concurrency}")
+    replayed = phases.get(f"replay, concurrency {args.concurrency}")
     by_stage: dict[str, dict[str, Any]] = {}
     for request in requests:
-        stage = by_stage.setdefault(str(request["stage"]), {"calls": 0, "completion_tokens": [], "cut_at_max_tokens": 0})
+        stage = by_stage.setdefault(str(request["stage"]), {"calls": 0, "completion_tokens": [], "cut_at_max_tokens": 0,
+                                                            "cut_as_loop": 0})
         stage["calls"] += 1
         stage["completion_tokens"].append(request["completion_tokens"] or 0)
         stage["cut_at_max_tokens"] += request["finish_reason"] == "length"
+        stage["cut_as_loop"] += request["finish_reason"] == "repetition"
     for stage in by_stage.values():
         tokens = sorted(stage.pop("completion_tokens"))
         stage |= {"completion_tokens_median": tokens[len(tokens) // 2], "completion_tokens_max": tokens[-1],
                   "completion_tokens_total": sum(tokens)}
     report = {
         "settings": vars(args),
-        "samples": metrics["samples"], "failed": metrics["failed"], "requests": len(requests),
-        "samples_per_hour": round(metrics["samples"] / program_wall * 3600, 1),
-        "quality": {key: metrics[key] for key in ("bleu", "rougeL", "meteor", "length_ratio")},
-        "program_over_replay": round(program_wall / replay_wall, 2),
+        "samples": metrics.get("samples"), "failed": metrics.get("failed"), "requests": len(requests),
+        "samples_per_hour": round(metrics["samples"] / ran["wall_seconds"] * 3600, 1) if ran else None,
+        "quality": {key: metrics[key] for key in ("bleu", "rougeL", "meteor", "length_ratio")} if ran else None,
+        "program_over_replay": round(ran["wall_seconds"] / replayed["wall_seconds"], 2) if ran and replayed else None,
         "stages": by_stage,
         "phases": phases,
     }

@@ -13,7 +13,7 @@ from ..data.loading import ReviewData
 from ..data.schema import UserRow
 from ..data.tasks import ReviewTask, build_task
 from ..programs import METHODS, STAGES, DRPConfig
-from ..serving import StageLMs
+from ..serving import LMSpec, StageLMs
 from .jsonl import write_json
 
 
@@ -63,9 +63,11 @@ class RunSettings(ProgramSettings):
 
 def _identity(record: dict[str, Any]) -> dict[str, Any]:
     """The settings that change results: not the sample limit or an optimizer's budget (more of either
-    continues the run), not where the servers listen; an unset setting, or a program option at its default
-    (one added since, say), equals one a record lacks."""
-    lms = {stage: {k: v for k, v in spec.items() if k != "api_base"} for stage, spec in record["lms"].items()}
+    continues the run), not where the servers listen; an unset setting, or a program or LM option at its
+    default (one added since, say), equals one a record lacks."""
+    lm_defaults = LMSpec().describe()
+    lms = {stage: {k: v for k, v in spec.items() if k != "api_base" and (k not in lm_defaults or lm_defaults[k] != v)}
+           for stage, spec in record["lms"].items()}
     defaults = asdict(DRPConfig())
     program = {k: v for k, v in record.get("program", {}).items() if k not in defaults or defaults[k] != v}
     return ({k: v for k, v in record.items() if k not in ("limit", "budget") and v is not None}

@@ -23,6 +23,10 @@ DEFAULT_PORT = 8000
 DEFAULT_SERVED_NAME = "drp-default"
 DEFAULT_API_BASE = f"http://{LOOPBACK}:{DEFAULT_PORT}/v1"
 
+# vLLM's repetition detection: an answer whose last 8-64 tokens repeat twice before, back to back, is a loop
+# that would run to max_tokens; it ends there (finish reason "repetition"), unparsed, and the stage retries.
+LOOP_DETECTION = {"max_pattern_size": 64, "min_pattern_size": 8, "min_count": 3}
+
 _THINK = re.compile(r"^.*?</think>\s*|<think>.*?</think>\s*", re.DOTALL)
 
 
@@ -69,12 +73,16 @@ class LMSpec:
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling of every stage"})
     api_key: str = field(default="EMPTY", metadata={"secret": True})
     timeout: float = field(default=600.0, metadata={"help": "seconds an LM request may take"})
+    stop_loops: bool = field(default=True, metadata={
+        "help": "end an answer that loops (a span of 8-64 tokens three times in a row: vLLM's repetition "
+                "detection) instead of decoding it to max_tokens; the stage retries it"})
 
     def build(self) -> dspy.LM:
+        extra = {"extra_body": {"repetition_detection": LOOP_DETECTION}} if self.stop_loops else {}
         return dspy.LM(
             f"hosted_vllm/{self.model}", api_base=self.api_base, api_key=self.api_key,
             temperature=self.temperature, max_tokens=self.max_tokens, top_p=self.top_p,
-            timeout=self.timeout, num_retries=3,
+            timeout=self.timeout, num_retries=3, **extra,
         )
 
     def describe(self) -> dict[str, Any]:

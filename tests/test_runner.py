@@ -1,11 +1,13 @@
 """`run`: rows with intermediates, metrics, resume without recomputation, recorded failures."""
 
 import json
+from dataclasses import replace
 
 import pytest
 from dspy.utils import DummyLM
 
-from drpkit.programs import DRP, DRPConfig
+from drpkit.programs import DRP, STAGES, DRPConfig
+from drpkit.serving import LMSpec, StageLMs
 from drpkit.runner import METRICS, PREDICTIONS, PredictionRow, RunSettings, evaluate_file, read_rows, run
 from drpkit.runner import execute as runner
 from test_program import REVIEW, stage_lms
@@ -93,11 +95,17 @@ def test_resuming_with_other_settings_is_refused(tiny_data, tmp_path):
 
 def test_a_record_without_an_option_added_since_resumes_at_its_default(tiny_data, tmp_path):
     program, _ = make_program()
-    run(program, tiny_data, settings(limit=1), tmp_path, concurrency=1)
+    lms = StageLMs().describe(STAGES)
+    run(program, tiny_data, replace(settings(limit=1), lms=lms), tmp_path, concurrency=1)
     record = json.loads((tmp_path / "run.json").read_text())
-    del record["program"]["length_hint"]  # as written before the option existed
+    del record["program"]["length_hint"]  # as written before the options existed
+    for spec in record["lms"].values():
+        del spec["stop_loops"]
     (tmp_path / "run.json").write_text(json.dumps(record))
-    assert run(program, tiny_data, settings(limit=2), tmp_path, concurrency=1)["samples"] == 2
+    assert run(program, tiny_data, replace(settings(limit=2), lms=lms), tmp_path, concurrency=1)["samples"] == 2
+    looping = StageLMs(LMSpec(stop_loops=False)).describe(STAGES)
+    with pytest.raises(ValueError, match="lms"):
+        run(program, tiny_data, replace(settings(limit=2), lms=looping), tmp_path, concurrency=1)
     hinted = RunSettings(data="tiny", split="test", limit=2, num_retrieved=3, num_compared=1,
                          program=DRPConfig(length_hint=True))
     with pytest.raises(ValueError, match="program"):

@@ -281,3 +281,12 @@ def test_check_server_ignores_proxy_for_loopback(fake_server, monkeypatch):
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
     assert check_server(f"http://127.0.0.1:{fake_server}/v1") == ["drp-default"]
+
+
+def test_loops_are_cut_by_the_server_unless_asked_not_to():
+    from drpkit.serving import LMSpec
+    from drpkit.serving.lms import LOOP_DETECTION
+
+    assert LMSpec().build().kwargs["extra_body"] == {"repetition_detection": LOOP_DETECTION}
+    assert LOOP_DETECTION["min_count"] >= 2 and LOOP_DETECTION["min_pattern_size"] <= LOOP_DETECTION["max_pattern_size"]
+    assert "extra_body" not in LMSpec(stop_loops=False).build().kwargs
