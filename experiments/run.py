@@ -28,6 +28,7 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build
     `results.md` and `results.csv` to `out`; returns the Markdown. `check_servers` is called before a cell
     that has samples left to compute. With `compute=False` nothing runs: the table is made from the
     samples already in `out`, and cells without a run are listed as missing."""
+    out.mkdir(parents=True, exist_ok=True)
     embedder = Embedder(grid.embedder)  # one model, loaded once if any cell selects with K-means
     loaded: dict[tuple[str, str | None], ReviewData] = {}
     metrics: dict[str, dict[str, Any]] = {}

@@ -161,8 +161,9 @@ def score_rows(rows: list[PredictionRow]) -> Scores:
 
 def evaluate_file(path: str | Path) -> Scores:
     """Score a JSONL file: the latest row of each sample of a `predictions.jsonl`, or every row of any file of
-    `{"prediction": ..., "reference": ...}` rows. A null prediction (a failed sample) is scored as empty and
-    counted in `Scores.missing`."""
+    `{"prediction": ..., "reference": ...}` rows, in file order. A null prediction (a failed sample) is scored
+    as empty and counted in `Scores.missing`. BLEU and METEOR equal the run's `metrics.json`; ROUGE's bootstrap
+    aggregate (as DPL computes it) depends on the order of the pairs, which there is the split's."""
     path = Path(path)
     raw = list(numbered_rows(path))
     if not raw:
