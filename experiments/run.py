@@ -43,7 +43,7 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build
                 check_settings(folder / RUN_RECORD, cell.settings)
                 metrics[cell.id] = write_metrics(folder, sample_keys(*build_tasks(data, cell.settings)))
             continue
-        if unfinished(build_tasks(data, cell.settings)[0], folder):
+        if unfinished(build_tasks(data, cell.settings)[0], read_rows(folder / PREDICTIONS)):
             check_servers(cell.lms)
         program = DRP(cell.settings.program, embedder=embedder)
         program.set_stage_lms(build_lms(cell.lms))

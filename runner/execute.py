@@ -91,11 +91,10 @@ def predict_one(program: DRP, task: ReviewTask) -> PredictionRow:
     )
 
 
-def unfinished(tasks: list[ReviewTask], out: Path) -> list[ReviewTask]:
-    """The tasks without a result in `out`, what a run into `out` computes: those never run and those that
-    ended in an error (status "error": a dead server, say). A sample "failed" when the model gave no usable
-    answer after every attempt: that is the method's result, and rerunning it would replay it from the cache."""
-    rows = read_rows(out / PREDICTIONS)
+def unfinished(tasks: list[ReviewTask], rows: dict[SampleKey, PredictionRow]) -> list[ReviewTask]:
+    """The tasks without a result among a folder's `rows`, what a run into it computes: those never run and
+    those that ended in an error (status "error": a dead server, say). A sample "failed" when the model gave no
+    usable answer after every attempt: that is the method's result, and rerunning it would replay it."""
     return [task for task in tasks if not ((row := latest(rows, task.key)) and row.finished)]
 
 
@@ -105,10 +104,10 @@ def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path,
     out.mkdir(parents=True, exist_ok=True)
     check_settings(out / RUN_RECORD, settings)
     tasks, unusable = build_tasks(data, settings)
-    todo = unfinished(tasks, out)
+    written = read_rows(out / PREDICTIONS)
+    todo = unfinished(tasks, written)
     progress = Progress(total=len(tasks), initial=len(tasks) - len(todo))
     with JsonlWriter(out / PREDICTIONS) as sink:
-        written = read_rows(out / PREDICTIONS)
         for row in unusable:
             if latest(written, row.key) is None:
                 sink.append(row.record())
