@@ -146,7 +146,7 @@ def served(args: argparse.Namespace, lms: StageLMs) -> Iterator[None]:
     from ..assets.models import DEFAULT_MODEL, resolve_model
     from ..serving import ServerUnavailable, VLLMServer, check_server
 
-    bases = sorted({spec.api_base for spec in lms.specs(STAGES).values()})
+    bases = sorted({base for spec in lms.specs(STAGES).values() for base in spec.servers})
     missing = []
     for base in bases:
         try:
@@ -187,7 +187,7 @@ def _setup(args: argparse.Namespace) -> tuple[ReviewData, dict, StageLMs]:
     print(data.summary(), file=sys.stderr)
     for problem in data.problems[:20]:
         print(f"  skipped: {problem}", file=sys.stderr)
-    configure_dspy(args.adapter)
+    configure_dspy(args.adapter, args.prompt_order)
     lms = stage_lms(args)
     program = values(args, ProgramSettings) | {"program": DRPConfig(**values(args, DRPConfig)), "lms": lms}
     return data, program, lms
@@ -244,7 +244,7 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     from ..serving import configure_dspy
 
     grid = load_grid(args.grid)
-    configure_dspy(grid.adapter)
+    configure_dspy(grid.adapter, grid.prompt_order)
     out = Path(args.out or Path("runs") / Path(args.grid).stem)
     print(run_grid(grid, out, check_servers=check_models, concurrency=args.concurrency,
                    compute=not args.report_only))
@@ -273,12 +273,13 @@ def check_models(lms: StageLMs) -> None:
     from ..serving import ServerUnavailable, check_server
 
     for spec in set(lms.specs(STAGES).values()):
-        try:
-            served_models = check_server(spec.api_base)
-        except ServerUnavailable as error:
-            raise SystemExit(str(error)) from None
-        if spec.model not in served_models:
-            raise SystemExit(f"{spec.api_base} serves {served_models}, not {spec.model!r}")
+        for base in spec.servers:
+            try:
+                served_models = check_server(base)
+            except ServerUnavailable as error:
+                raise SystemExit(str(error)) from None
+            if spec.model not in served_models:
+                raise SystemExit(f"{base} serves {served_models}, not {spec.model!r}")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

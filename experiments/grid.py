@@ -14,7 +14,7 @@ from ..data import SAMPLE_DIR, load_reviews
 from ..data.loading import ReviewData
 from ..programs import METHODS, STAGES, DRPConfig
 from ..runner import RUN_OPTIONS, RunSettings
-from ..serving import ADAPTERS, LMSpec, StageLMs
+from ..serving import ADAPTERS, PROMPT_ORDERS, LMSpec, StageLMs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -81,6 +81,7 @@ class Grid:
     options: Mapping[str, Any]  # [run]: shared by every cell
     adapter: str = "json"
     embedder: str | None = None
+    prompt_order: str = "inputs-first"
 
     def rows(self) -> list[tuple[str, Variant]]:
         """(method, variant) in table order: each method as published, then its variants."""
@@ -97,7 +98,8 @@ class Grid:
         run_options = {key: options.pop(key) for key in RUN_OPTIONS}
         lms = self.models[model].with_settings(temperature=temperature)
         settings = RunSettings.for_method(method, DRPConfig(**options), **run_options, lms=lms, data=data.source,
-                                          split=data.split, limit=data.limit, adapter=self.adapter)
+                                          split=data.split, limit=data.limit, adapter=self.adapter,
+                                          prompt_order=self.prompt_order)
         return Cell(method, variant.name, model, temperature, data, lms, settings)
 
     def cells(self) -> list[Cell]:
@@ -110,7 +112,8 @@ class Grid:
 def load_grid(path: str | Path) -> Grid:
     """Read and check a grid file (format: README, "Experiments"); errors name the offending key."""
     spec = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    _known(spec, {"methods", "variants", "models", "temperatures", "data", "run", "adapter", "embedder"}, "the grid")
+    _known(spec, {"methods", "variants", "models", "temperatures", "data", "run", "adapter", "prompt_order",
+                 "embedder"}, "the grid")
     methods = tuple(spec.get("methods") or ())
     if not methods or set(methods) - set(METHODS):
         raise ValueError(f"methods: expected a list of {sorted(METHODS)}, got {methods!r}")
@@ -139,7 +142,11 @@ def load_grid(path: str | Path) -> Grid:
     adapter = spec.get("adapter", "json")
     if adapter not in ADAPTERS:
         raise ValueError(f"adapter: expected one of {sorted(ADAPTERS)}, got {adapter!r}")
-    grid = Grid(methods, tuple(variants), models, temperatures, tuple(data), options, adapter, spec.get("embedder"))
+    prompt_order = spec.get("prompt_order", PROMPT_ORDERS[0])
+    if prompt_order not in PROMPT_ORDERS:
+        raise ValueError(f"prompt_order: expected one of {list(PROMPT_ORDERS)}, got {prompt_order!r}")
+    grid = Grid(methods, tuple(variants), models, temperatures, tuple(data), options, adapter, spec.get("embedder"),
+                prompt_order)
     grid.cells()  # every cell's settings are valid, before anything runs
     return grid
 

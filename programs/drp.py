@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import statistics
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -50,6 +52,30 @@ class DRPConfig:
             raise ValueError("contrast examples go straight to Generate: set validate=False and summarize=False")
 
 
+@dataclass
+class ComparedItem:
+    """One compared item through Steps 0 to 2: its representatives, the features found and kept, their cost."""
+
+    comparison: Comparison
+    representatives: list[tuple[str, Review]]
+    found: list[DifferenceFeature] = field(default_factory=list)
+    kept: list[DifferenceFeature] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    failures: list[dict] = field(default_factory=list)
+
+    @property
+    def others(self) -> list[Review]:
+        return [review for _, review in self.representatives]
+
+    def record(self) -> dict:
+        return {
+            "asin": self.comparison.item.asin,
+            "representatives": [user_id for user_id, _ in self.representatives],
+            "differences": [f.model_dump() for f in self.found],
+            "validated": [f.model_dump() for f in self.kept],
+        }
+
+
 class DRP(dspy.Module):
     """Difference-aware Reasoning Personalization for review generation.
 
@@ -75,29 +101,19 @@ class DRP(dspy.Module):
             stage.set_lm(lms[name])
 
     def forward(self, task: ReviewTask) -> dspy.Prediction:
-        usage, failures, comparisons, per_item = Usage(), [], [], []
+        usage, failures = Usage(), []
         past_reviews = format_history(task.history)
+        compared = self.compare(task.comparisons)  # Steps 0 to 2, for every compared item at once
+        for item in compared:
+            usage.merge(item.usage)
+            failures.extend(item.failures)
 
-        for comparison in task.comparisons:
-            representatives = self.representatives(comparison)  # Step 0
-            others = [review for _, review in representatives]
-            found, kept = [], []
-            if not self.config.contrast:  # Steps 1 and 2
-                found, kept = self.find_differences(comparison, others, usage, failures)
-            comparisons.append({
-                "asin": comparison.item.asin,
-                "representatives": [user_id for user_id, _ in representatives],
-                "differences": [f.model_dump() for f in found],
-                "validated": [f.model_dump() for f in kept],
-            })
-            per_item.append((comparison, others, kept))
-
-        if not task.comparisons:
+        if not compared:
             evidence = "(none)"
         elif self.config.contrast:  # CICL: the reviews themselves, the user's against the others'
-            evidence = format_contrasts((c.item, c.user_review, others) for c, others, _ in per_item)
+            evidence = format_contrasts((c.comparison.item, c.comparison.user_review, c.others) for c in compared)
         else:
-            evidence = format_differences((c.item, kept) for c, _, kept in per_item)
+            evidence = format_differences((c.comparison.item, c.kept) for c in compared)
         summary = review = None
         try:
             summary = self.summarize(past_reviews, evidence, usage=usage) if self.config.summarize else evidence  # Step 3a
@@ -109,23 +125,39 @@ class DRP(dspy.Module):
         except StageFailure as failure:  # no review: the sample fails, with everything it produced kept
             failures.append(failure.record())
         return dspy.Prediction(
-            review=review, summary=summary, comparisons=comparisons, failures=failures,
+            review=review, summary=summary, comparisons=[item.record() for item in compared], failures=failures,
             usage=usage.stages, retries=usage.retries, config=asdict(self.config),
         )
 
-    def find_differences(self, comparison: Comparison, others: list[Review], usage: Usage,
-                         failures: list[dict]) -> tuple[list[DifferenceFeature], list[DifferenceFeature]]:
+    def compare(self, comparisons: list[Comparison]) -> list[ComparedItem]:
+        """Steps 0 to 2 for each compared item, the items in parallel threads (each with the caller's DSPy
+        context): a sample's LM calls then reach the server together, where they are decoded in one batch,
+        which costs a memory-bound CPU little more than decoding one."""
+        if len(comparisons) < 2:
+            return [self.compare_one(comparison) for comparison in comparisons]
+        with ThreadPoolExecutor(max_workers=len(comparisons)) as pool:  # a context copied here, per item
+            futures = [pool.submit(contextvars.copy_context().run, self.compare_one, c) for c in comparisons]
+            return [future.result() for future in futures]
+
+    def compare_one(self, comparison: Comparison) -> ComparedItem:
+        item = ComparedItem(comparison, self.representatives(comparison))  # Step 0
+        if not self.config.contrast:  # Steps 1 and 2
+            self.find_differences(item)
+        return item
+
+    def find_differences(self, item: ComparedItem) -> None:
         """Steps 1 and 2 for one compared item: the features found and those kept. A failure is recorded
         and the sample goes on without this item's differences."""
-        found: list[DifferenceFeature] = []
+        comparison = item.comparison
         try:
-            found = self.extract(comparison.item, comparison.user_review, others, usage=usage)  # Step 1
-            if self.config.validate and found:
-                return found, self.validate(comparison.item, comparison.user_review, others, found, usage=usage)  # Step 2
-            return found, found
+            item.found = self.extract(comparison.item, comparison.user_review, item.others, usage=item.usage)  # Step 1
+            item.kept = item.found
+            if self.config.validate and item.found:  # Step 2
+                item.kept = self.validate(comparison.item, comparison.user_review, item.others, item.found,
+                                          usage=item.usage)
         except StageFailure as failure:
-            failures.append(failure.record() | {"asin": comparison.item.asin})
-            return found, []
+            item.failures.append(failure.record() | {"asin": comparison.item.asin})
+            item.kept = []
 
 
 def typical_length(task: ReviewTask) -> str:

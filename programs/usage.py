@@ -27,6 +27,12 @@ class Usage:
         for key in COUNTS:
             totals[key] += counts.get(key, 0)
 
+    def merge(self, other: Usage) -> None:
+        """Add `other`'s counts and retries (the usage of work done in parallel, merged in a fixed order)."""
+        for stage, counts in other.stages.items():
+            self.add(stage, counts)
+        self.retries.extend(other.retries)
+
     @classmethod
     def sum(cls, per_stage: Iterable[Mapping[str, Mapping[str, float]]]) -> Usage:
         """The sum of several `stages` records (e.g. the usage of each row of a run)."""

@@ -30,6 +30,9 @@ class ProgramSettings:
     program: DRPConfig = field(default_factory=DRPConfig)
     adapter: Literal["json", "chat"] = field(default="json", metadata={
         "help": "how DSPy asks for the output fields: JSON (robust with small models) or [[ ## ]] chat"})
+    prompt_order: Literal["inputs-first", "task-first"] = field(default="inputs-first", metadata={
+        "help": "inputs-first: each prompt's inputs before its task, so that calls sharing inputs share a prefix "
+                "the server caches; task-first: DSPy's order"})
     lms: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod

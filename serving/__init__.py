@@ -1,12 +1,13 @@
 """How the program reaches its LMs: each stage's LM spec and DSPy's adapter (`lms`), and the local vLLM server
 that drpkit starts and checks (`server`)."""
 
-from .lms import (ADAPTERS, DEFAULT_API_BASE, DEFAULT_PORT, DEFAULT_SERVED_NAME, LOOPBACK, LMSpec, StageLMs,
-                  ThinkingChatAdapter, ThinkingJSONAdapter, configure_dspy, strip_thinking)
+from .lms import (ADAPTERS, PROMPT_ORDERS, DEFAULT_API_BASE, DEFAULT_PORT, DEFAULT_SERVED_NAME, LOOPBACK, LMSpec, StageLMs,
+                  InputsFirstChatAdapter, InputsFirstJSONAdapter, ThinkingChatAdapter, ThinkingJSONAdapter,
+                  configure_dspy, strip_thinking)
 from .server import MAX_MODEL_LEN, ServerStartError, ServerUnavailable, VLLMServer, check_server, cpu_env, find_free_port
 
 __all__ = [
-    "ADAPTERS", "DEFAULT_API_BASE", "DEFAULT_PORT", "DEFAULT_SERVED_NAME", "LMSpec", "MAX_MODEL_LEN", "LOOPBACK", "ServerStartError",
-    "ServerUnavailable", "StageLMs", "ThinkingChatAdapter", "ThinkingJSONAdapter", "VLLMServer", "check_server",
+    "ADAPTERS", "PROMPT_ORDERS", "DEFAULT_API_BASE", "DEFAULT_PORT", "DEFAULT_SERVED_NAME", "LMSpec", "MAX_MODEL_LEN", "LOOPBACK", "ServerStartError",
+    "ServerUnavailable", "StageLMs", "InputsFirstChatAdapter", "InputsFirstJSONAdapter", "ThinkingChatAdapter", "ThinkingJSONAdapter", "VLLMServer", "check_server",
     "configure_dspy", "cpu_env", "find_free_port", "strip_thinking",
 ]

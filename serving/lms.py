@@ -12,6 +12,7 @@ from typing import Any
 import dspy
 
 from ..assets import cache_dir
+from .replicas import ReplicaEngine
 
 # Offline toolkit: litellm's bundled model-cost map, not a download attempt on every start.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -35,6 +36,25 @@ def strip_thinking(completion: str) -> str:
     return _THINK.sub("", completion, count=1) if "</think>" in completion else completion
 
 
+SYSTEM_MESSAGE = "You are a careful analyst and writer of reviews. Each request gives its inputs, then your task."
+
+
+class InputsFirst:
+    """Adapter mixin: each request's inputs first, then the task and the answer's format (DSPy puts the task
+    first, in the system message). Calls that share their first inputs then share a prompt prefix that the
+    server's prefix cache computes once: Extract and Validate of an item (the item and the reviews),
+    Summarize and Generate (the past reviews). With few-shot demos or a conversation history DSPy's order is
+    kept: demos mean little before the task they show."""
+
+    def format(self, signature, demos, inputs):
+        if demos or self._get_history_field_name(signature):
+            return super().format(signature, demos, inputs)
+        parts = (self.format_user_message_content(signature, inputs), self.format_system_message(signature),
+                 self.user_message_output_requirements(signature))
+        return [{"role": "system", "content": SYSTEM_MESSAGE},
+                {"role": "user", "content": "\n\n".join(part for part in parts if part)}]
+
+
 class ThinkingChatAdapter(dspy.ChatAdapter):
     """ChatAdapter that parses R1-style answers (`<think>...</think>` then the fields)."""
 
@@ -52,14 +72,27 @@ class ThinkingJSONAdapter(dspy.JSONAdapter):
         return super().parse(signature, strip_thinking(completion))
 
 
-ADAPTERS = {"json": ThinkingJSONAdapter, "chat": ThinkingChatAdapter}
+class InputsFirstJSONAdapter(InputsFirst, ThinkingJSONAdapter):
+    pass
 
 
-def configure_dspy(adapter: str) -> None:
-    """The process-wide settings of every command that calls LMs: the adapter, and the disk cache
-    (`cache_dir("dspy")`), so that a rerun reuses every answer it already got."""
+class InputsFirstChatAdapter(InputsFirst, ThinkingChatAdapter):
+    def _make_json_adapter_fallback(self):
+        return InputsFirstJSONAdapter()
+
+
+PROMPT_ORDERS = ("inputs-first", "task-first")
+ADAPTERS = {  # name -> prompt order -> class
+    "json": {"inputs-first": InputsFirstJSONAdapter, "task-first": ThinkingJSONAdapter},
+    "chat": {"inputs-first": InputsFirstChatAdapter, "task-first": ThinkingChatAdapter},
+}
+
+
+def configure_dspy(adapter: str, prompt_order: str = "inputs-first") -> None:
+    """The process-wide settings of every command that calls LMs: the adapter and its prompt order, and the disk
+    cache (`cache_dir("dspy")`), so that a rerun reuses every answer it already got."""
     dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(cache_dir("dspy")))
-    dspy.configure(adapter=ADAPTERS[adapter]())
+    dspy.configure(adapter=ADAPTERS[adapter][prompt_order]())
 
 
 @dataclass(frozen=True)
@@ -67,7 +100,8 @@ class LMSpec:
     """One OpenAI-compatible endpoint and its sampling settings (the paper: temperature 0, top_p 0.95)."""
 
     model: str = field(default=DEFAULT_SERVED_NAME, metadata={"help": "served model name of every stage"})
-    api_base: str = field(default=DEFAULT_API_BASE, metadata={"help": "the server of every stage"})
+    api_base: str = field(default=DEFAULT_API_BASE, metadata={
+        "help": "the server of every stage; several, comma-separated, are replicas that share the requests"})
     temperature: float = field(default=0.0, metadata={"help": "sampling temperature of every stage"})
     max_tokens: int = field(default=1024, metadata={"help": "the longest answer of a stage call, in tokens"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling of every stage"})
@@ -77,13 +111,20 @@ class LMSpec:
         "help": "end an answer that loops (a span of 8-64 tokens three times in a row: vLLM's repetition "
                 "detection) instead of decoding it to max_tokens; the stage retries it"})
 
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """The base URLs of `api_base`: one server, or the replicas of a stage."""
+        return tuple(base.strip() for base in self.api_base.split(",") if base.strip())
+
     def build(self) -> dspy.LM:
-        extra = {"extra_body": {"repetition_detection": LOOP_DETECTION}} if self.stop_loops else {}
-        return dspy.LM(
-            f"hosted_vllm/{self.model}", api_base=self.api_base, api_key=self.api_key,
-            temperature=self.temperature, max_tokens=self.max_tokens, top_p=self.top_p,
-            timeout=self.timeout, num_retries=3, **extra,
-        )
+        model = f"hosted_vllm/{self.model}"
+        sampling = {"temperature": self.temperature, "max_tokens": self.max_tokens, "top_p": self.top_p}
+        extra_body = {"repetition_detection": LOOP_DETECTION} if self.stop_loops else {}
+        if len(self.servers) > 1:  # litellm's Router spreads the requests; the engine owns the connection
+            engine = ReplicaEngine(model, self.servers, self.api_key, self.timeout, extra_body)
+            return dspy.LM(model, engine=engine, **sampling)
+        return dspy.LM(model, api_base=self.api_base, api_key=self.api_key, timeout=self.timeout, num_retries=3,
+                       **sampling, **({"extra_body": extra_body} if extra_body else {}))
 
     def describe(self) -> dict[str, Any]:
         """The settings for run records and tables: never the API key."""

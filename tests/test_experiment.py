@@ -119,7 +119,7 @@ def test_cli_experiment_reports_finished_grid(grid_file, tmp_path, monkeypatch, 
 
     out = tmp_path / "out"
     run_grid(load_grid(grid_file), out, build_lms=CountingLMs())
-    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda adapter: None)  # keep the tests' dspy settings
+    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda adapter, prompt_order: None)  # keep the tests' dspy settings
     cli.main(["experiment", str(grid_file), "--out", str(out)])
     assert "| cicl | base |" in capsys.readouterr().out
 
@@ -133,7 +133,7 @@ def test_report_only_tabulates_the_finished_cells_without_a_server(grid_file, tm
     for cell in ("drp-no-validate-small-t0-sample", "drp-no-validate-small-t0.5-sample"):
         (out / cell / PREDICTIONS).unlink()  # as if the grid had stopped before its last row
 
-    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda adapter: None)
+    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda adapter, prompt_order: None)
     monkeypatch.setattr(cli, "check_models", lambda lms: pytest.fail("--report-only asked for a server"))
     cli.main(["experiment", str(grid_file), "--out", str(out), "--report-only"])
     table = capsys.readouterr().out

@@ -1,14 +1,17 @@
 """Each DRP stage and the composed program, under DummyLM."""
 
+import threading
+
 import dspy
 import pytest
 from dspy.utils import DummyLM
 
 from drpkit.data.tasks import build_task
-from drpkit.serving import ThinkingChatAdapter, ThinkingJSONAdapter, strip_thinking
+from drpkit.serving import InputsFirstJSONAdapter, ThinkingChatAdapter, ThinkingJSONAdapter, strip_thinking
 from drpkit.programs import DRP, DRPConfig, Extract, Generate, StageFailure, Summarize, Usage, Validate
 from drpkit.programs.checks import review_problem
-from drpkit.signatures import DifferenceFeature, ExtractDifferences
+from drpkit.signatures import (DifferenceFeature, ExtractDifferences, GenerateReview, SummarizeProfile,
+                               ValidateDifferences)
 
 FEATURES = [
     {"name": "Length", "definition": "How long the review is.", "description": "Far shorter than the others."},
@@ -267,3 +270,59 @@ def test_cicl_contrasts_the_users_reviews_with_the_representatives(tiny_data):
 def test_contrast_without_differences_is_enforced():
     with pytest.raises(ValueError, match="summarize=False"):
         DRPConfig(contrast=True)
+
+
+def _shared_prefix(a: list[dict], b: list[dict]) -> str:
+    """The text two requests' messages begin with, up to the first difference."""
+    x, y = "\n".join(m["content"] for m in a), "\n".join(m["content"] for m in b)
+    n = next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+    return x[:n]
+
+
+def test_inputs_first_lets_calls_that_share_inputs_share_a_prompt_prefix():
+    adapter = InputsFirstJSONAdapter()
+    reviews = {"item": "Album X. A record.", "user_review": "Rating: 2/5. meh.", "other_reviews": "Other user 1: wow"}
+    extract = adapter.format(dspy.ChainOfThought(ExtractDifferences).predict.signature, [], reviews)
+    validate = adapter.format(dspy.ChainOfThought(ValidateDifferences).predict.signature, [],
+                              {**reviews, "differences": "1 feature"})
+    shared = _shared_prefix(extract, validate)
+    assert all(value in shared for value in reviews.values())  # the item and every review: computed once
+    assert ExtractDifferences.instructions.split(".")[0] in extract[-1]["content"]  # the task follows the inputs
+    history = "Review 1 (of Album Y): loud."
+    summarize = adapter.format(SummarizeProfile, [], {"past_reviews": history, "differences": "(none)"})
+    generate = adapter.format(GenerateReview, [], {"past_reviews": history, "item": "Album X.", "profile_summary": "p",
+                                                   "rating": 4.0, "review_title": "t"})
+    assert history in _shared_prefix(summarize, generate)
+    # DSPy's own order shares no input: the task (in the system message) comes first
+    task_first = ThinkingJSONAdapter()
+    assert reviews["item"] not in _shared_prefix(
+        task_first.format(dspy.ChainOfThought(ExtractDifferences).predict.signature, [], reviews),
+        task_first.format(dspy.ChainOfThought(ValidateDifferences).predict.signature, [],
+                          {**reviews, "differences": "1 feature"}))
+
+
+class _BarrierLM(DummyLM):
+    """Answers only when `parties` calls are waiting at once: it proves that they were sent together."""
+
+    def __init__(self, answers, parties: int, **kwargs):
+        super().__init__(answers, **kwargs)
+        self.barrier = threading.Barrier(parties, timeout=10)
+
+    def forward(self, *args, **kwargs):
+        self.barrier.wait()
+        return super().forward(*args, **kwargs)
+
+
+def test_compared_items_are_extracted_and_validated_together(tiny_data):
+    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=2, m=4)
+    program = DRP(DRPConfig(selection="random"))
+    program.set_stage_lms({
+        "extract": _BarrierLM([{"reasoning": "r", "differences": FEATURES}] * 2, parties=2),
+        "validate": _BarrierLM([{"reasoning": "r", "keep": [1]}] * 2, parties=2),
+        "summarize": DummyLM([{"summary": "Terse."}]),
+        "generate": DummyLM([{"review": REVIEW}]),
+    })
+    prediction = program(task=task)
+    assert prediction.failures == [] and prediction.review == REVIEW
+    assert [[f["name"] for f in c["validated"]] for c in prediction.comparisons] == [["Length"], ["Length"]]
+    assert prediction.usage["extract"]["calls"] == 2 and prediction.usage["validate"]["calls"] == 2

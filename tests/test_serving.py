@@ -290,3 +290,64 @@ def test_loops_are_cut_by_the_server_unless_asked_not_to():
     assert LMSpec().build().kwargs["extra_body"] == {"repetition_detection": LOOP_DETECTION}
     assert LOOP_DETECTION["min_count"] >= 2 and LOOP_DETECTION["min_pattern_size"] <= LOOP_DETECTION["max_pattern_size"]
     assert "extra_body" not in LMSpec(stop_loops=False).build().kwargs
+
+
+# ----------------------------------------------------------------------------- replicas
+
+
+class _ChatHandler(http.server.BaseHTTPRequestHandler):
+    """An OpenAI chat endpoint that answers every request with a JSON object and records what it got."""
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append(body)
+        answer = json.dumps({"answer": f"from {self.server.server_address[1]}"})
+        data = json.dumps({
+            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def two_chat_servers():
+    servers = []
+    for _ in range(2):
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
+        httpd.requests = []
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+    yield servers
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_replicas_share_the_requests_and_keep_a_prompt_start_on_one_server(two_chat_servers):
+    import dspy
+
+    from drpkit.serving import LMSpec
+    from drpkit.serving.lms import LOOP_DETECTION
+
+    bases = [f"http://127.0.0.1:{httpd.server_address[1]}/v1" for httpd in two_chat_servers]
+    spec = LMSpec(api_base=", ".join(bases))
+    assert spec.servers == tuple(bases)
+    predict = dspy.Predict("question -> answer")
+    predict.lm = spec.build()
+    with dspy.context(adapter=dspy.JSONAdapter()), dspy.track_usage() as tracker:
+        answers = [predict(question=f"question {i % 6} " + "context " * 200).answer for i in range(24)]
+
+    assert all(answer.startswith("from ") for answer in answers)
+    requests = [httpd.requests for httpd in two_chat_servers]
+    assert all(requests) and sum(map(len, requests)) == 24  # both replicas served, each request once
+    starts = [{body["messages"][-1]["content"].split("context")[0] for body in got} for got in requests]
+    assert not starts[0] & starts[1]  # a prompt start always goes to the same replica
+    assert all(body["repetition_detection"] == LOOP_DETECTION for got in requests for body in got)
+    assert tracker.get_total_tokens()[predict.lm.model]["completion_tokens"] == 24 * 3
