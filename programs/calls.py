@@ -31,13 +31,16 @@ def call_stage(
     usage: Usage,
     attempts: int = 3,
     check: Callable[[dspy.Prediction], str | None] | None = None,
+    max_tokens: int | None = None,
     **inputs: Any,
 ) -> dspy.Prediction:
     """Run `predictor`, retrying (at a higher temperature, off the cache) while the answer does not
-    parse or `check` names a problem with it; raise StageFailure with every problem seen."""
+    parse or `check` names a problem with it; raise StageFailure with every problem seen. `max_tokens`, if
+    given, is the answers' budget in place of the LM's."""
     problems: list[str] = []
+    budget = {"max_tokens": max_tokens} if max_tokens else {}
     for attempt in range(attempts):
-        config = {} if attempt == 0 else {"temperature": RETRY_TEMPERATURE, "rollout_id": attempt}
+        config = budget if attempt == 0 else {**budget, "temperature": RETRY_TEMPERATURE, "rollout_id": attempt}
         with dspy.track_usage() as tracker:
             try:
                 prediction = predictor(**inputs, config=config)

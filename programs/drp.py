@@ -120,7 +120,7 @@ class DRP(dspy.Module):
             review = self.generate(  # Step 3b
                 task.item, past_reviews, summary, task.target.rating, task.target.title, usage=usage,
                 sources=[review.text for _, review in task.history] + [summary, task.item.description],
-                length=typical_length(task) if self.config.length_hint else None,
+                length=typical_length(task) if self.config.length_hint else None, budget=review_budget(task),
             )
         except StageFailure as failure:  # no review: the sample fails, with everything it produced kept
             failures.append(failure.record())
@@ -158,6 +158,17 @@ class DRP(dspy.Module):
         except StageFailure as failure:
             item.failures.append(failure.record() | {"asin": comparison.item.asin})
             item.kept = []
+
+
+TOKENS_PER_WORD = 1.4  # review text in the tokenizers of small instruct models, rounded up
+MIN_REVIEW_BUDGET = 128
+
+
+def review_budget(task: ReviewTask) -> int | None:
+    """Generate's answer budget in tokens: twice the longest past review shown, with room for the answer's
+    format; None without past reviews. From the user's history only, never from the target."""
+    counts = [len(review.text.split()) for _, review in task.history]
+    return max(MIN_REVIEW_BUDGET, round(2 * TOKENS_PER_WORD * max(counts)) + 32) if counts else None
 
 
 def typical_length(task: ReviewTask) -> str:

@@ -26,10 +26,20 @@ class Stage(dspy.Module):
     """A step of the program that calls an LM: `name` is its key in LM settings, usage and failure records."""
 
     name: ClassVar[str]
+    answer_tokens: ClassVar[int]
+    """The longest answer the stage needs, in tokens (its LM's max_tokens caps it): an answer that rambles on
+    ends there, and, cut off, is retried, instead of running to the LM's max_tokens."""
 
     def __init__(self, attempts: int):
         super().__init__()
         self.attempts = attempts
+
+    def budget(self, tokens: int | None = None) -> int:
+        """`tokens` (default `answer_tokens`), capped by the max_tokens of the stage's LM."""
+        lm = self.predictors()[0].lm or dspy.settings.lm
+        cap = lm.kwargs.get("max_tokens") if lm is not None else None
+        wanted = tokens or self.answer_tokens
+        return min(wanted, cap) if cap else wanted
 
 
 def _no_features(prediction: dspy.Prediction) -> str | None:
@@ -40,6 +50,7 @@ class Extract(Stage):
     """Step 1: a (reasoning) LM names the dimensions on which the user's review differs from the others'."""
 
     name = "extract"
+    answer_tokens = 1024  # reasoning, then the features (measured: 330 tokens a call on average)
 
     def __init__(self, dimensions: Literal["discovered", "fixed"] = "discovered", attempts: int = 3):
         super().__init__(attempts)
@@ -48,7 +59,7 @@ class Extract(Stage):
 
     def forward(self, item: Item, user_review: Review, others: list[Review], usage: Usage) -> list[DifferenceFeature]:
         prediction = call_stage(
-            self.name, self.predict, usage, self.attempts, check=_no_features,
+            self.name, self.predict, usage, self.attempts, check=_no_features, max_tokens=self.budget(),
             item=format_item(item), user_review=format_review(user_review),
             other_reviews=format_others(others),
         )
@@ -59,6 +70,7 @@ class Validate(Stage):
     """Step 2: a second pass keeps only the features the reviews support."""
 
     name = "validate"
+    answer_tokens = 512  # reasoning, then the numbers kept (measured: 170)
 
     def __init__(self, attempts: int = 3):
         super().__init__(attempts)
@@ -71,7 +83,7 @@ class Validate(Stage):
             return f"kept feature numbers out of range: {bad}" if bad else None
 
         prediction = call_stage(
-            self.name, self.predict, usage, self.attempts, check=out_of_range,
+            self.name, self.predict, usage, self.attempts, check=out_of_range, max_tokens=self.budget(),
             item=format_item(item), user_review=format_review(user_review),
             other_reviews=format_others(others), differences=format_numbered_features(features),
         )
@@ -83,6 +95,7 @@ class Summarize(Stage):
     """Step 3a: a profile summary from the retrieved history and the validated differences."""
 
     name = "summarize"
+    answer_tokens = 512  # a paragraph (measured: 290)
 
     def __init__(self, attempts: int = 3):
         super().__init__(attempts)
@@ -97,7 +110,7 @@ class Summarize(Stage):
                     or copy_problem(prediction.summary, [past_reviews, self.predict.signature.instructions]))
 
         return call_stage(self.name, self.predict, usage, self.attempts, check=not_a_summary,
-                          past_reviews=past_reviews, differences=differences).summary.strip()
+                          max_tokens=self.budget(), past_reviews=past_reviews, differences=differences).summary.strip()
 
 
 class Generate(Stage):
@@ -105,6 +118,7 @@ class Generate(Stage):
     an echo of the prompt is retried."""
 
     name = "generate"
+    answer_tokens = 512  # a review, when no past review gives this user's length (`review_budget`)
 
     def __init__(self, contrastive: bool = False, attempts: int = 3, length_hint: bool = False):
         super().__init__(attempts)
@@ -116,13 +130,13 @@ class Generate(Stage):
         self.profile_field = "contrast_examples" if contrastive else "profile_summary"
 
     def forward(self, item: Item, past_reviews: str, profile: str, rating: float, review_title: str,
-                usage: Usage, sources: list[str], length: str | None = None) -> str:
+                usage: Usage, sources: list[str], length: str | None = None, budget: int | None = None) -> str:
         def not_a_review(prediction: dspy.Prediction) -> str | None:
             # the instruction as it is now (an optimizer may have changed it) is in the prompt too
             return review_problem(prediction.review, [*sources, self.predict.signature.instructions])
 
         return call_stage(
-            self.name, self.predict, usage, self.attempts, check=not_a_review,
+            self.name, self.predict, usage, self.attempts, check=not_a_review, max_tokens=self.budget(budget),
             item=format_item(item), past_reviews=past_reviews, rating=rating, review_title=review_title,
             **{self.profile_field: profile}, **({"review_length": length} if length is not None else {}),
         ).review.strip()

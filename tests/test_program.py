@@ -326,3 +326,20 @@ def test_compared_items_are_extracted_and_validated_together(tiny_data):
     assert prediction.failures == [] and prediction.review == REVIEW
     assert [[f["name"] for f in c["validated"]] for c in prediction.comparisons] == [["Length"], ["Length"]]
     assert prediction.usage["extract"]["calls"] == 2 and prediction.usage["validate"]["calls"] == 2
+
+
+def test_each_stage_asks_for_its_own_answer_budget(tiny_data):
+    from drpkit.programs.drp import review_budget
+
+    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=1, m=4)
+    lms = {"extract": DummyLM([{"reasoning": "r", "differences": FEATURES}]),
+           "validate": DummyLM([{"reasoning": "r", "keep": [1]}]),
+           "summarize": DummyLM([{"summary": "Terse."}]),
+           "generate": DummyLM([{"review": REVIEW}])}
+    program = DRP(DRPConfig(selection="random"))
+    program.set_stage_lms(lms)
+    assert program(task=task).review == REVIEW
+    asked = {stage: lm.history[-1]["kwargs"]["max_tokens"] for stage, lm in lms.items()}
+    longest = max(len(review.text.split()) for _, review in task.history)
+    assert review_budget(task) >= 2 * longest  # room for a review twice the user's longest, in tokens
+    assert asked == {"extract": 1000, "validate": 512, "summarize": 512, "generate": review_budget(task)}  # LM caps 1000
