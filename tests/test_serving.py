@@ -73,11 +73,13 @@ def test_only_loopback():
 def test_cpu_env_uses_all_cpus():
     env = cpu_env([0, 1])
     assert env == {
-        "VLLM_CPU_KVCACHE_SPACE": "4",
+        "VLLM_CPU_KVCACHE_SPACE": str(serving.KV_CACHE_GIB),
         "VLLM_CPU_OMP_THREADS_BIND": "0-1",
         "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
         "OMP_NUM_THREADS": "2",
+        "VLLM_USE_MEGA_AOT_ARTIFACT": "0",
     }
+    assert cpu_env([0, 1], kv_cache_gib=4)["VLLM_CPU_KVCACHE_SPACE"] == "4"
     assert cpu_env([2, 3, 4, 7])["VLLM_CPU_OMP_THREADS_BIND"] == "2-4,7"
     assert cpu_env([5])["VLLM_CPU_OMP_THREADS_BIND"] == "5"
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -89,7 +91,7 @@ def test_environment_cpu_and_gpu():
     env = srv.environment(base={"PATH": "/bin", "OMP_NUM_THREADS": "1"})
     assert env["PATH"] == "/bin"
     assert env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
-    assert env["VLLM_CPU_KVCACHE_SPACE"] == "4"
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == str(serving.KV_CACHE_GIB)
     assert env["OMP_NUM_THREADS"] == "1", "a value the user set wins"
     gpu = VLLMServer("m", cpu=False, env={"FOO": "bar"}).environment(base={})
     assert not any(k.startswith("VLLM_CPU_") for k in gpu)
