@@ -1,5 +1,5 @@
-"""How the program reaches its LMs: each stage's LM spec and DSPy's adapter (`lms`), and the local vLLM server
-that drpkit starts and checks (`server`)."""
+"""How the program reaches its LMs: each stage's LM spec and DSPy's adapters (`lms`), the local vLLM server
+that drpkit starts and checks (`server`), and several servers as replicas of one stage (`replicas`)."""
 
 from .lms import (ADAPTERS, PROMPT_ORDERS, DEFAULT_API_BASE, DEFAULT_PORT, DEFAULT_SERVED_NAME, LOOPBACK, LMSpec, StageLMs,
                   InputsFirstChatAdapter, InputsFirstJSONAdapter, ThinkingChatAdapter, ThinkingJSONAdapter,
