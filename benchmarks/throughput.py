@@ -133,7 +133,9 @@ def run_program(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any
     built = lms.build(STAGES)
     program.set_stage_lms(built)
     metrics = run(program, data, settings, out / "run", concurrency=args.concurrency)
-    instructions = {name: stage.predictors()[0].signature.instructions for name, stage in program.stages().items()}
+    # a stage's prompt holds the first line of its instruction (adapters re-indent the lines after it)
+    instructions = {name: stage.predictors()[0].signature.instructions.strip().splitlines()[0]
+                    for name, stage in program.stages().items()}
     requests = []
     for lm in {id(lm): lm for lm in built.values()}.values():
         for entry in lm.history:

@@ -20,7 +20,7 @@ from .rows import PREDICTIONS, PredictionRow, latest, read_rows
 from .settings import RunSettings, check_settings
 
 METRICS = "metrics.json"
-CONCURRENCY = 16  # samples in flight: the server decodes their requests in one batch
+CONCURRENCY = 8  # samples in flight (their compared items run in parallel too): the server batches their requests
 RUN_RECORD = "run.json"
 
 

@@ -66,10 +66,11 @@ class RunSettings(ProgramSettings):
 
 def _identity(record: dict[str, Any]) -> dict[str, Any]:
     """The settings that change results: not the sample limit or an optimizer's budget (more of either
-    continues the run), not where the servers listen; an unset setting, or a program or LM option at its
-    default (one added since, say), equals one a record lacks."""
+    continues the run), not where the servers listen or how long a request may wait; an unset setting, or a
+    program or LM option at its default (one added since, say), equals one a record lacks."""
     lm_defaults = LMSpec().describe()
-    lms = {stage: {k: v for k, v in spec.items() if k != "api_base" and (k not in lm_defaults or lm_defaults[k] != v)}
+    lms = {stage: {k: v for k, v in spec.items() if k not in ("api_base", "timeout")
+                   and (k not in lm_defaults or lm_defaults[k] != v)}
            for stage, spec in record["lms"].items()}
     defaults = asdict(DRPConfig())
     program = {k: v for k, v in record.get("program", {}).items() if k not in defaults or defaults[k] != v}

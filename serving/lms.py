@@ -101,7 +101,9 @@ class LMSpec:
     max_tokens: int = field(default=1024, metadata={"help": "the longest answer of a stage call, in tokens"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling of every stage"})
     api_key: str = field(default="EMPTY", metadata={"secret": True})
-    timeout: float = field(default=600.0, metadata={"help": "seconds an LM request may take"})
+    # a CPU server computes ~40 tokens/s in all: a request queued behind a batch of long prompts waits minutes,
+    # and one that times out is sent again from the start
+    timeout: float = field(default=1800.0, metadata={"help": "seconds an LM request may take, its wait included"})
     stop_loops: bool = field(default=True, metadata={
         "help": "end an answer that loops (a span of 8-64 tokens three times in a row: vLLM's repetition "
                 "detection) instead of decoding it to max_tokens; the stage retries it"})

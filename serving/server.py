@@ -155,9 +155,10 @@ def cpu_env(cpus: Sequence[int] | None = None, kv_cache_gib: int = KV_CACHE_GIB)
         "VLLM_CPU_OMP_THREADS_BIND": _cpu_ranges(cpus),
         "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
         "OMP_NUM_THREADS": str(len(cpus)),
-        # vLLM 0.32 with torch >= 2.12 saves its compiled model as one "mega" artifact that it then fails to
-        # load ("'function' object has no attribute 'finalize_loading'"), so every start compiled again
-        "VLLM_USE_MEGA_AOT_ARTIFACT": "0",
+        # vLLM 0.32 on the CPU compiles with plain inductor, whose ahead-of-time artifact it saves but cannot load
+        # ("'function' object has no attribute 'finalize_loading'"): every start compiled from scratch. Without
+        # AOT, torch's own compile caches serve a restart.
+        "VLLM_USE_AOT_COMPILE": "0",
     }
 
 

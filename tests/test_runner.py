@@ -185,3 +185,16 @@ def test_a_row_cut_off_by_a_kill_is_set_aside_and_the_run_resumes(tiny_data, tmp
     assert (tmp_path / (PREDICTIONS + ".cut")).read_text() == whole.splitlines()[0][:40] + "\n"
     assert "cut off" in capsys.readouterr().err
     assert len(predictions.read_text().splitlines()) == 3
+
+
+def test_a_longer_timeout_resumes_but_a_run_from_before_inputs_first_prompts_does_not(tiny_data, tmp_path):
+    program, _ = make_program()
+    run(program, tiny_data, replace(settings(limit=1), lms=StageLMs(LMSpec(timeout=600)).describe(STAGES)), tmp_path,
+        concurrency=1)
+    longer = replace(settings(limit=2), lms=StageLMs(LMSpec(timeout=3600)).describe(STAGES))
+    assert run(program, tiny_data, longer, tmp_path, concurrency=1)["samples"] == 2  # waiting changes no result
+    record = json.loads((tmp_path / "run.json").read_text())
+    del record["prompt_order"]  # written before prompts put their inputs first: DSPy's order, other prompts
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="prompt_order"):
+        run(program, tiny_data, replace(longer, limit=3), tmp_path, concurrency=1)

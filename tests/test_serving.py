@@ -77,7 +77,7 @@ def test_cpu_env_uses_all_cpus():
         "VLLM_CPU_OMP_THREADS_BIND": "0-1",
         "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
         "OMP_NUM_THREADS": "2",
-        "VLLM_USE_MEGA_AOT_ARTIFACT": "0",
+        "VLLM_USE_AOT_COMPILE": "0",
     }
     assert cpu_env([0, 1], kv_cache_gib=4)["VLLM_CPU_KVCACHE_SPACE"] == "4"
     assert cpu_env([2, 3, 4, 7])["VLLM_CPU_OMP_THREADS_BIND"] == "2-4,7"
