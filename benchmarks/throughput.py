@@ -41,6 +41,9 @@ COUNTERS = {
     "prefill_seconds": "vllm:request_prefill_time_seconds_sum",
     "decode_seconds": "vllm:request_decode_time_seconds_sum",
     "requests": "vllm:request_success_total",
+    # why answers ended, from the server: litellm reports vLLM's "repetition" to the program as "stop"
+    "cut_at_max_tokens": 'vllm:request_success_total{*finished_reason="length"',
+    "cut_as_loop": 'vllm:request_success_total{*finished_reason="repetition"',
 }
 SAMPLING = ("temperature", "top_p", "max_tokens")
 _LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the server is local: never via a proxy
@@ -77,8 +80,9 @@ def counters(api_base: str) -> dict[str, float]:
         text = response.read().decode()
     values = dict.fromkeys(COUNTERS, 0.0)
     for line in text.splitlines():
-        for key, name in COUNTERS.items():
-            if line.startswith(name + "{") or line.startswith(name + " "):
+        for key, pattern in COUNTERS.items():
+            name, _, label = pattern.partition("{*")
+            if (line.startswith(name + "{") or line.startswith(name + " ")) and label in line:
                 values[key] += float(line.rsplit(" ", 1)[1])
     return values
 
@@ -199,12 +203,10 @@ def main() -> None:
     replayed = phases.get(f"replay, concurrency {args.concurrency}")
     by_stage: dict[str, dict[str, Any]] = {}
     for request in requests:
-        stage = by_stage.setdefault(str(request["stage"]), {"calls": 0, "completion_tokens": [], "cut_at_max_tokens": 0,
-                                                            "cut_as_loop": 0})
+        stage = by_stage.setdefault(str(request["stage"]), {"calls": 0, "completion_tokens": [], "cut_at_max_tokens": 0})
         stage["calls"] += 1
         stage["completion_tokens"].append(request["completion_tokens"] or 0)
-        stage["cut_at_max_tokens"] += request["finish_reason"] == "length"
-        stage["cut_as_loop"] += request["finish_reason"] == "repetition"
+        stage["cut_at_max_tokens"] += request["finish_reason"] == "length"  # loops: the phases' cut_as_loop
     for stage in by_stage.values():
         tokens = sorted(stage.pop("completion_tokens"))
         stage |= {"completion_tokens_median": tokens[len(tokens) // 2], "completion_tokens_max": tokens[-1],
@@ -219,6 +221,7 @@ def main() -> None:
         "phases": phases,
     }
     columns = ("wall_seconds", "requests_per_second", "prompt_tokens", "prefix_hit_rate", "completion_tokens",
+               "cut_at_max_tokens", "cut_as_loop",
                "prefill_tokens_per_second", "decode_tokens_per_second", "computed_prompt_tokens_per_wall_second",
                "completion_tokens_per_wall_second")
     print("| phase | " + " | ".join(columns) + " |")
