@@ -131,8 +131,8 @@ class DRP(dspy.Module):
 
     def compare(self, comparisons: list[Comparison]) -> list[ComparedItem]:
         """Steps 0 to 2 for each compared item, the items in parallel threads (each with the caller's DSPy
-        context): a sample's LM calls then reach the server together, where they are decoded in one batch,
-        which costs a memory-bound CPU little more than decoding one."""
+        context): a sample's LM calls reach the server together and are decoded in one batch, whose steps read
+        the weights once for all (on the CPU here: 3.8 tokens/s for one stream, 13.6 for eight)."""
         if len(comparisons) < 2:
             return [self.compare_one(comparison) for comparison in comparisons]
         with ThreadPoolExecutor(max_workers=len(comparisons)) as pool:  # a context copied here, per item
