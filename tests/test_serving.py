@@ -353,3 +353,12 @@ def test_replicas_share_the_requests_and_keep_a_prompt_start_on_one_server(two_c
     assert not starts[0] & starts[1]  # a prompt start always goes to the same replica
     assert all(body["repetition_detection"] == LOOP_DETECTION for got in requests for body in got)
     assert tracker.get_total_tokens()[predict.lm.model]["completion_tokens"] == 24 * 3
+
+
+def test_one_server_is_no_replica_set():
+    from drpkit.serving import LMSpec
+    from drpkit.serving.replicas import ReplicaEngine
+
+    assert LMSpec(api_base="http://127.0.0.1:8000/v1").servers == ("http://127.0.0.1:8000/v1",)
+    with pytest.raises(ValueError, match="two servers"):
+        ReplicaEngine("hosted_vllm/m", ["http://127.0.0.1:8000/v1"])
