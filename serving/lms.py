@@ -11,7 +11,6 @@ from typing import Any
 import dspy
 
 from ..assets import cache_dir
-from .replicas import ReplicaEngine
 
 
 LOOPBACK = "127.0.0.1"
@@ -118,6 +117,8 @@ class LMSpec:
         sampling = {"temperature": self.temperature, "max_tokens": self.max_tokens, "top_p": self.top_p}
         extra_body = {"repetition_detection": LOOP_DETECTION} if self.stop_loops else {}
         if len(self.servers) > 1:  # litellm's Router spreads the requests; the engine owns the connection
+            from .replicas import ReplicaEngine  # importing litellm takes ~5 s: only for replicas
+
             engine = ReplicaEngine(model, self.servers, self.api_key, self.timeout, extra_body)
             return dspy.LM(model, engine=engine, **sampling)
         return dspy.LM(model, api_base=self.api_base, api_key=self.api_key, timeout=self.timeout, num_retries=3,
