@@ -5,7 +5,7 @@ line's options and the grid files' keys: each field's metadata holds its help.""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,8 +69,8 @@ def _identity(record: dict[str, Any]) -> dict[str, Any]:
     continues the run), not where the servers listen or how long a request may wait; an unset setting, or a
     program or LM option at its default (one added since, say), equals one a record lacks."""
     lm_defaults = LMSpec().describe()
-    lms = {stage: {k: v for k, v in spec.items() if k not in ("api_base", "timeout")
-                   and (k not in lm_defaults or lm_defaults[k] != v)}
+    neutral = {f.name for f in fields(LMSpec) if f.metadata.get("neutral")}
+    lms = {stage: {k: v for k, v in spec.items() if k not in neutral and (k not in lm_defaults or lm_defaults[k] != v)}
            for stage, spec in record["lms"].items()}
     defaults = asdict(DRPConfig())
     program = {k: v for k, v in record.get("program", {}).items() if k not in defaults or defaults[k] != v}

@@ -91,18 +91,21 @@ def configure_dspy(adapter: str, prompt_order: str = "inputs-first") -> None:
 
 @dataclass(frozen=True)
 class LMSpec:
-    """One OpenAI-compatible endpoint and its sampling settings (the paper: temperature 0, top_p 0.95)."""
+    """One OpenAI-compatible endpoint and its sampling settings (the paper: temperature 0, top_p 0.95). A field
+    marked `neutral` changes no result (where the server listens, how long a request may wait)."""
 
     model: str = field(default=DEFAULT_SERVED_NAME, metadata={"help": "served model name of every stage"})
     api_base: str = field(default=DEFAULT_API_BASE, metadata={
-        "help": "the server of every stage; several, comma-separated, are replicas that share the requests"})
+        "help": "the server of every stage; several, comma-separated, are replicas that share the requests",
+        "neutral": True})
     temperature: float = field(default=0.0, metadata={"help": "sampling temperature of every stage"})
     max_tokens: int = field(default=1024, metadata={"help": "the longest answer of a stage call, in tokens"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling of every stage"})
     api_key: str = field(default="EMPTY", metadata={"secret": True})
     # a CPU server computes ~40 tokens/s in all: a request queued behind a batch of long prompts waits minutes,
     # and one that times out is sent again from the start
-    timeout: float = field(default=1800.0, metadata={"help": "seconds an LM request may take, its wait included"})
+    timeout: float = field(default=1800.0, metadata={
+        "help": "seconds an LM request may take, its wait included", "neutral": True})
     stop_loops: bool = field(default=True, metadata={
         "help": "end an answer that loops (a span of 8-64 tokens three times in a row: vLLM's repetition "
                 "detection) instead of decoding it to max_tokens; the stage retries it"})
