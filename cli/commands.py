@@ -125,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="score a JSONL of {prediction, reference} rows")
     evaluate.add_argument("predictions")
+    evaluate.add_argument("--baseline", default=None, metavar="PREDICTIONS.jsonl",
+                          help="also compare with another run on the same samples: differences with 95%% paired "
+                               "bootstrap intervals")
     return parser
 
 
@@ -301,9 +304,24 @@ def cmd_prepare_model(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from ..runner import evaluate_file
+    from dataclasses import asdict
 
-    print_scores(evaluate_file(args.predictions).as_dict())
+    from ..metrics import SCORES, PairedBootstrap
+    from ..runner import compare_files, evaluate_file
+
+    scores, lines = evaluate_file(args.predictions).as_dict(), []
+    if args.baseline:
+        bootstrap = PairedBootstrap()
+        pairs, differences = compare_files(args.baseline, args.predictions, bootstrap)
+        scores["against"] = {"baseline": args.baseline, "pairs": pairs, "signature": bootstrap.signature(),
+                             "differences": {key: asdict(d) | {"significant": d.significant}
+                                             for key, d in differences.items()}}
+        lines.append(f"minus {args.baseline} on {pairs} shared samples, 95% interval  {bootstrap.signature()}")
+        lines += [f"{SCORES[key]:8s} {d.delta:+8.4f}  [{d.low:+.4f}, {d.high:+.4f}]  p={d.p_value:.3f}  "
+                  + ("significant" if d.significant else "not significant") for key, d in differences.items()]
+    print_scores(scores)
+    for line in lines:
+        print(line, file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:

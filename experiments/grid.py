@@ -27,6 +27,11 @@ BASE = "base"  # the variant without overrides: the method as published
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+def row_name(method: str, variant: str) -> str:
+    """How a grid names a table row: the method as published, or `method/variant`."""
+    return method if variant == BASE else f"{method}/{variant}"
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """Which samples: a data source as `drp run --data` takes it, a split and the first `limit` rows."""
@@ -82,6 +87,7 @@ class Grid:
     adapter: str = "json"
     embedder: str | None = None
     prompt_order: str = "inputs-first"
+    baselines: tuple[str, ...] = ()  # rows every other row is compared with (paired bootstrap), by `row_name`
 
     def rows(self) -> list[tuple[str, Variant]]:
         """(method, variant) in table order: each method as published, then its variants."""
@@ -113,7 +119,7 @@ def load_grid(path: str | Path) -> Grid:
     """Read and check a grid file (format: README, "Experiments"); errors name the offending key."""
     spec = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     _known(spec, {"methods", "variants", "models", "temperatures", "data", "run", "adapter", "prompt_order",
-                 "embedder"}, "the grid")
+                 "embedder", "baseline"}, "the grid")
     methods = tuple(spec.get("methods") or ())
     if not methods or set(methods) - set(METHODS):
         raise ValueError(f"methods: expected a list of {sorted(METHODS)}, got {methods!r}")
@@ -145,8 +151,13 @@ def load_grid(path: str | Path) -> Grid:
     prompt_order = spec.get("prompt_order", PROMPT_ORDERS[0])
     if prompt_order not in PROMPT_ORDERS:
         raise ValueError(f"prompt_order: expected one of {list(PROMPT_ORDERS)}, got {prompt_order!r}")
+    baselines = spec.get("baseline", [])
+    baselines = tuple([baselines] if isinstance(baselines, str) else baselines)
     grid = Grid(methods, tuple(variants), models, temperatures, tuple(data), options, adapter, spec.get("embedder"),
-                prompt_order)
+                prompt_order, baselines)
+    names = [row_name(method, variant.name) for method, variant in grid.rows()]
+    if set(baselines) - set(names):
+        raise ValueError(f"baseline: {sorted(set(baselines) - set(names))} name no row of the grid; rows: {names}")
     grid.cells()  # every cell's settings are valid, before anything runs
     return grid
 

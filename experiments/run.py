@@ -12,11 +12,11 @@ import dspy
 from ..data.loading import ReviewData
 from ..data.representatives import Embedder
 from ..programs import DRP, STAGES
-from ..runner import (CONCURRENCY, PREDICTIONS, RUN_RECORD, build_tasks, check_settings, read_rows, run, sample_keys, unfinished,
-                      write_metrics)
+from ..runner import (CONCURRENCY, PREDICTIONS, RUN_RECORD, PredictionRow, build_tasks, check_settings, read_rows, run,
+                      sample_keys, scored_rows, unfinished, write_metrics)
 from ..serving import StageLMs
 from .grid import Grid
-from .table import render_csv, render_markdown, table_rows
+from .table import compare_rows, render_comparisons_csv, render_csv, render_markdown, table_rows
 
 LMFactory = Callable[[StageLMs], Mapping[str, dspy.LM]]
 
@@ -25,13 +25,14 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build
              check_servers: Callable[[StageLMs], None] = lambda lms: None, concurrency: int = CONCURRENCY,
              compute: bool = True) -> str:
     """Run every cell into `out/<cell-id>/` (finished samples are reused, not recomputed), then write
-    `results.md` and `results.csv` to `out`; returns the Markdown. `check_servers` is called before a cell
+    `results.md`, `results.csv` and (with baselines) `comparisons.csv` to `out`; returns the Markdown. `check_servers` is called before a cell
     that has samples left to compute. With `compute=False` nothing runs: the table is made from the
     samples already in `out`, and cells without a run are listed as missing."""
     out.mkdir(parents=True, exist_ok=True)
     embedder = Embedder(grid.embedder)  # one model, loaded once if any cell selects with K-means
     loaded: dict[tuple[str, str | None], ReviewData] = {}
     metrics: dict[str, dict[str, Any]] = {}
+    predictions: dict[str, list[PredictionRow]] = {}
     for cell in grid.cells():
         source = (cell.data.source, cell.data.category)
         if source not in loaded:
@@ -41,15 +42,21 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build
         if not compute:
             if read_rows(folder / PREDICTIONS):  # a cell with at least one finished sample
                 check_settings(folder / RUN_RECORD, cell.settings)
-                metrics[cell.id] = write_metrics(folder, sample_keys(*build_tasks(data, cell.settings)))
+                keys = sample_keys(*build_tasks(data, cell.settings))
+                metrics[cell.id] = write_metrics(folder, keys)
+                predictions[cell.id] = scored_rows(folder, keys)
             continue
         if unfinished(build_tasks(data, cell.settings)[0], read_rows(folder / PREDICTIONS)):
             check_servers(cell.lms)
         program = DRP(cell.settings.program, embedder=embedder)
         program.set_stage_lms(build_lms(cell.lms))
         metrics[cell.id] = run(program, data, cell.settings, folder, concurrency=concurrency)
+        predictions[cell.id] = scored_rows(folder, sample_keys(*build_tasks(data, cell.settings)))
     rows = table_rows(grid, metrics)
-    markdown = render_markdown(grid, rows, metrics)
+    comparisons = compare_rows(grid, rows, predictions)
+    markdown = render_markdown(grid, rows, metrics, comparisons)
     (out / "results.md").write_text(markdown, encoding="utf-8")
     (out / "results.csv").write_text(render_csv(rows), encoding="utf-8")
+    if comparisons:
+        (out / "comparisons.csv").write_text(render_comparisons_csv(comparisons), encoding="utf-8")
     return markdown

@@ -1,4 +1,5 @@
-"""The results table of a grid, shaped like the paper's Table 1: `results.md` and `results.csv`."""
+"""The results table of a grid, shaped like the paper's Table 1 (`results.md`, `results.csv`), and each row's
+paired differences from the grid's baseline rows (`comparisons.csv`, and under each table in `results.md`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..metrics import DIAGNOSTICS, METRICS, SCALES, SCORES
+from ..metrics import DIAGNOSTICS, METRICS, SCALES, SCORES, Difference, PairedBootstrap
 from ..programs import STAGES, Usage
-from .grid import DataSpec, Grid
+from ..runner import PredictionRow
+from .grid import DataSpec, Grid, row_name
 
 COSTS = {"calls": "LLM calls", "prompt_tokens": "prompt tokens", "completion_tokens": "completion tokens",
          "seconds": "seconds"}
@@ -34,6 +36,45 @@ class Row:
 
     def mean(self, key: str) -> float:
         return statistics.fmean(self.values[key])
+
+    @property
+    def name(self) -> str:
+        return row_name(self.method, self.variant)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A row against a baseline row of the same data, model and temperatures, on the samples both finished."""
+
+    row: Row
+    baseline: str
+    pairs: int
+    differences: Mapping[str, Difference]
+
+
+def compare_rows(grid: Grid, rows: list[Row], predictions: Mapping[str, list[PredictionRow]],
+                 bootstrap: PairedBootstrap | None = None) -> list[Comparison]:
+    """Each row against each of the grid's baselines, by paired bootstrap over the samples (pooled over the
+    row's temperatures, sample by sample); a failed sample counts as an empty prediction, as in the scores."""
+    bootstrap = bootstrap or PairedBootstrap()
+    out = []
+    for base_name in grid.baselines:
+        for row in rows:
+            base = next((b for b in rows if b.name == base_name and (b.data, b.model, b.temperatures)
+                         == (row.data, row.model, row.temperatures)), None)
+            if base is None or base is row:
+                continue
+            ours, theirs, references = [], [], []
+            for cell, base_cell in zip(row.cells, base.cells):
+                baseline_rows = {r.key: r for r in predictions[base_cell]}
+                for sample in predictions[cell]:
+                    if (other := baseline_rows.get(sample.key)) is not None:
+                        ours.append(sample.prediction or "")
+                        theirs.append(other.prediction or "")
+                        references.append(sample.reference)
+            if references:
+                out.append(Comparison(row, base_name, len(references), bootstrap.compare(theirs, ours, references)))
+    return out
 
 
 def _cell_values(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -81,7 +122,29 @@ def _shown(row: Row, key: str) -> str:
     return text
 
 
-def render_markdown(grid: Grid, rows: list[Row], metrics: Mapping[str, Mapping[str, Any]]) -> str:
+def _difference(key: str, difference: Difference) -> str:
+    def signed(value: float) -> str:
+        return ("+" if value > 0 else "") + _number(key, value)
+
+    text = f"{signed(difference.delta)} [{signed(difference.low)}, {signed(difference.high)}]"
+    return f"**{text}**" if difference.significant else text
+
+
+def _comparison_lines(comparisons: list[Comparison]) -> list[str]:
+    lines = []
+    for base_name in dict.fromkeys(c.baseline for c in comparisons):
+        shown = [c for c in comparisons if c.baseline == base_name]
+        lines += ["", f"Against `{base_name}` (row minus baseline, 95% paired bootstrap interval; **bold**: the "
+                      "interval leaves out zero, a significant difference):", "",
+                  "| row | pairs | " + " | ".join(f"Δ {label}" for label in SCORES.values()) + " |",
+                  "|---|" + "---:|" * (len(SCORES) + 1)]
+        lines += [f"| {c.row.name} | {c.pairs} | " + " | ".join(_difference(k, c.differences[k]) for k in SCORES)
+                  + " |" for c in shown]
+    return lines
+
+
+def render_markdown(grid: Grid, rows: list[Row], metrics: Mapping[str, Mapping[str, Any]],
+                    comparisons: list[Comparison] = (), bootstrap: PairedBootstrap | None = None) -> str:
     lines = [
         "# Results",
         "",
@@ -106,6 +169,7 @@ def render_markdown(grid: Grid, rows: list[Row], metrics: Mapping[str, Mapping[s
                              *(_shown(row, key) for key in (*SCORES, *DIAGNOSTICS, *COSTS)), str(row.samples),
                              str(row.failed)]
                     lines.append("| " + " | ".join(cells) + " |")
+            lines += _comparison_lines([c for c in comparisons if (c.row.data, c.row.model) == (data, model)])
             lms = grid.models[model]
             lines += ["", "Model " + model + ": " + "; ".join(
                 f"{stage} `{lms[stage].model}` at {lms[stage].api_base}" for stage in STAGES) + "."]
@@ -118,6 +182,8 @@ def render_markdown(grid: Grid, rows: list[Row], metrics: Mapping[str, Mapping[s
     signatures = {metric.name: sorted({m["signatures"][metric.name] for m in metrics.values()}) for metric in METRICS}
     lines += ["", "Metric signatures:", ""]
     lines += [f"- {name}: `{signature}`" for name, values in signatures.items() for signature in values]
+    if comparisons:
+        lines.append(f"- differences: `{(bootstrap or PairedBootstrap()).signature()}`")
     return "\n".join(lines) + "\n"
 
 
@@ -136,4 +202,18 @@ def render_csv(rows: list[Row]) -> str:
         writer.writerow([row.data.name, row.model, row.method, row.variant,
                          " ".join(f"{t:g}" for t in row.temperatures), *numbers, row.samples, row.failed,
                          " ".join(row.best), " ".join(row.cells)])
+    return buffer.getvalue()
+
+
+def render_comparisons_csv(comparisons: list[Comparison]) -> str:
+    """One line per row, baseline and score: the difference, its interval, p-value and whether it is significant."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["data", "model", "row", "baseline", "temperatures", "pairs", "score", "delta", "low", "high",
+                     "p_value", "significant"])
+    for c in comparisons:
+        for key, d in c.differences.items():
+            writer.writerow([c.row.data.name, c.row.model, c.row.name, c.baseline,
+                             " ".join(f"{t:g}" for t in c.row.temperatures), c.pairs, key, round(d.delta, 6),
+                             round(d.low, 6), round(d.high, 6), round(d.p_value, 4), int(d.significant)])
     return buffer.getvalue()

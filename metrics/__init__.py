@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from .base import Metric
 from .bleu import BLEU
 from .meteor import METEOR
+from .paired import Difference, PairedBootstrap
 from .rouge import ROUGE
 
 METRICS: tuple[Metric, ...] = (BLEU(), METEOR(), ROUGE())
@@ -56,4 +57,4 @@ def score(predictions: Sequence[str], references: Sequence[str], *, missing: int
     return Scores(values, len(predictions), {metric.name: metric.signature() for metric in METRICS}, missing)
 
 
-__all__ = ["BLEU", "DIAGNOSTICS", "METEOR", "METRICS", "Metric", "ROUGE", "SCALES", "SCORES", "Scores", "score"]
+__all__ = ["BLEU", "DIAGNOSTICS", "Difference", "METEOR", "METRICS", "Metric", "PairedBootstrap", "ROUGE", "SCALES", "SCORES", "Scores", "score"]

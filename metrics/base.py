@@ -33,6 +33,17 @@ class Metric(ABC):
     def sentence_score(self, prediction: str, reference: str) -> dict[str, float]:
         """The `scores` of one pair, on the metric's own scale."""
 
+    def statistics(self, predictions: Sequence[str], references: Sequence[str]) -> list[list[float]]:
+        """Per pair, numbers whose sum over any subset of pairs gives that subset's scores (`from_statistics`):
+        what a bootstrap resamples. By default each pair's `sentence_score`, averaged."""
+        keys = list(self.scores)
+        return [[self.sentence_score(p, r)[key] for key in keys] + [1.0] for p, r in zip(predictions, references)]
+
+    def from_statistics(self, totals: Sequence[float]) -> dict[str, float]:
+        """The `scores` of a set of pairs from the sum of their `statistics`."""
+        *sums, n = totals
+        return {key: value / max(n, 1.0) for key, value in zip(self.scores, sums)}
+
     @abstractmethod
     def signature(self) -> str:
         """The settings that produced a score, to print beside it."""

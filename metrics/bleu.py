@@ -42,5 +42,12 @@ class BLEU(Metric):
     def sentence_score(self, prediction: str, reference: str) -> dict[str, float]:
         return {"bleu": float(self._sentence.sentence_score(prediction, [reference]).score)}
 
+    def statistics(self, predictions: Sequence[str], references: Sequence[str]) -> list[list[float]]:
+        """sacrebleu's sufficient statistics (lengths, n-gram matches and totals), as its paired bootstrap uses."""
+        return self._corpus._extract_corpus_statistics(list(predictions), [list(references)])
+
+    def from_statistics(self, totals: Sequence[float]) -> dict[str, float]:
+        return {"bleu": float(self._corpus._compute_score_from_stats(list(totals)).score)}
+
     def signature(self) -> str:
         return str(self._corpus.get_signature())

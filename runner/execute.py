@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from ..data.loading import ReviewData
 from ..data.tasks import ReviewTask, SampleKey
-from ..metrics import Scores, score
+from ..metrics import Difference, PairedBootstrap, Scores, score
 from ..programs import DRP, Usage
 from .jsonl import JsonlWriter, numbered_rows, write_json
 from .rows import PREDICTIONS, PredictionRow, latest, read_rows
@@ -136,10 +136,15 @@ def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path,
     return write_metrics(out, sample_keys(tasks, unusable))
 
 
+def scored_rows(out: Path, keys: list[SampleKey]) -> list[PredictionRow]:
+    """The latest row of each of `keys` that a run folder holds, in the order of `keys`: what its metrics score."""
+    rows = read_rows(out / PREDICTIONS)
+    return [row for key in keys if (row := latest(rows, key)) is not None]
+
+
 def write_metrics(out: Path, keys: list[SampleKey]) -> dict[str, Any]:
     """Score the latest row of each sample; failed samples count as empty predictions and are reported."""
-    rows = read_rows(out / PREDICTIONS)
-    selected = [row for key in keys if (row := latest(rows, key)) is not None]
+    selected = scored_rows(out, keys)
     n = len(selected)
     metrics = score_rows(selected).as_dict() | {
         "samples": n,
@@ -158,18 +163,19 @@ def score_rows(rows: list[PredictionRow]) -> Scores:
                  missing=sum(row.prediction is None for row in rows))
 
 
-def evaluate_file(path: str | Path) -> Scores:
-    """Score a JSONL file: the latest row of each sample of a `predictions.jsonl`, or every row of any file of
-    `{"prediction": ..., "reference": ...}` rows, in file order. A null prediction (a failed sample) is scored
-    as empty and counted in `Scores.missing`. BLEU and METEOR equal the run's `metrics.json`; ROUGE's bootstrap
-    aggregate (as DPL computes it) depends on the order of the pairs, which there is the split's."""
+Pair = tuple[SampleKey | None, str | None, str]  # (sample, prediction or None if it failed, reference)
+
+
+def read_pairs(path: str | Path) -> list[Pair]:
+    """The pairs a JSONL file holds: the latest row of each sample of a `predictions.jsonl`, or every row of any
+    file of `{"prediction": ..., "reference": ...}` rows (without a sample key), in file order."""
     path = Path(path)
     raw = list(numbered_rows(path))
     if not raw:
         raise ValueError(f"{path}: no rows to score")
     if all("user_id" in row and "status" in row for _, row in raw):
-        return score_rows(list(read_rows(path).values()))
-    pairs = []
+        return [(row.key, row.prediction, row.reference) for row in read_rows(path).values()]
+    pairs: list[Pair] = []
     for number, row in raw:
         where = f"{path}:{number}"
         for key in ("prediction", "reference"):
@@ -180,5 +186,33 @@ def evaluate_file(path: str | Path) -> Scores:
             raise ValueError(f"{where}: 'reference' must be a string, got {type(reference).__name__}")
         if prediction is not None and not isinstance(prediction, str):
             raise ValueError(f"{where}: 'prediction' must be a string or null, got {type(prediction).__name__}")
-        pairs.append((prediction, reference))
-    return score([p or "" for p, _ in pairs], [r for _, r in pairs], missing=sum(p is None for p, _ in pairs))
+        pairs.append((None, prediction, reference))
+    return pairs
+
+
+def evaluate_file(path: str | Path) -> Scores:
+    """Score a JSONL file's pairs (`read_pairs`). A null prediction (a failed sample) is scored as empty and
+    counted in `Scores.missing`. BLEU and METEOR equal the run's `metrics.json`; ROUGE's bootstrap aggregate
+    (as DPL computes it) depends on the order of the pairs, which there is the split's."""
+    pairs = read_pairs(path)
+    return score([p or "" for _, p, _ in pairs], [r for _, _, r in pairs], missing=sum(p is None for _, p, _ in pairs))
+
+
+def compare_files(baseline: str | Path, system: str | Path,
+                  bootstrap: PairedBootstrap | None = None) -> tuple[int, dict[str, Difference]]:
+    """`system` minus `baseline` on the samples both hold (by sample for run files, else line by line), with
+    paired bootstrap intervals; returns the number of pairs and each score's `Difference`."""
+    theirs, ours = read_pairs(baseline), read_pairs(system)
+    if any(key is None for key, _, _ in (*theirs, *ours)):
+        if len(theirs) != len(ours) or any(a[2] != b[2] for a, b in zip(theirs, ours)):
+            raise ValueError(f"{baseline} and {system} do not hold the same references line by line")
+        matched = list(zip(theirs, ours))
+    else:
+        by_key = {key: pair for key, *pair in ((k, p, r) for k, p, r in theirs)}
+        matched = [((key, *by_key[key]), (key, p, r)) for key, p, r in ours if key in by_key]
+        if not matched:
+            raise ValueError(f"{baseline} and {system} have no sample in common")
+    differences = (bootstrap or PairedBootstrap()).compare([a[1] or "" for a, _ in matched],
+                                                           [b[1] or "" for _, b in matched],
+                                                           [b[2] for _, b in matched])
+    return len(matched), differences

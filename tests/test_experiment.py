@@ -141,3 +141,32 @@ def test_report_only_tabulates_the_finished_cells_without_a_server(grid_file, tm
     assert "Not run yet (no row above): `drp-no-validate-small-t0-sample`, `drp-no-validate-small-t0.5-sample`." in table
     rows = list(csv.DictReader(io.StringIO((out / "results.csv").read_text())))
     assert [r["variant"] for r in rows] == ["base", "base", "base"]
+
+
+def test_rows_are_compared_with_the_baseline_by_paired_bootstrap(grid_file, tmp_path):
+    from drpkit import metrics
+
+    grid_file.write_text('baseline = "non-p"\n' + GRID)
+    out = tmp_path / "out"
+    table = run_grid(load_grid(grid_file), out, build_lms=CountingLMs())
+    rows = list(csv.DictReader(io.StringIO((out / "comparisons.csv").read_text())))
+    assert {(r["row"], r["baseline"], r["pairs"]) for r in rows} == {
+        (row, "non-p", "4") for row in ("cicl", "drp", "drp/no-validate")}
+    assert {r["score"] for r in rows} == set(metrics.SCORES)
+
+    def pooled(row):  # both temperatures' predictions, sample by sample
+        return [r.prediction or "" for t in ("0", "0.5")
+                for r in read_rows(out / f"{row}-small-t{t}-sample" / PREDICTIONS).values()]
+
+    references = [r.reference for t in ("0", "0.5") for r in read_rows(out / f"drp-base-small-t{t}-sample" / PREDICTIONS).values()]
+    gap = metrics.score(pooled("drp-base"), references).bleu - metrics.score(pooled("non-p-base"), references).bleu
+    drp_bleu = next(r for r in rows if r["row"] == "drp" and r["score"] == "bleu")
+    assert float(drp_bleu["delta"]) == pytest.approx(gap, abs=1e-5) and gap > 0
+    assert float(drp_bleu["low"]) <= float(drp_bleu["delta"]) <= float(drp_bleu["high"])
+    assert "Against `non-p`" in table and "| drp/no-validate | 4 |" in table and "differences: `paired-bootstrap" in table
+
+
+def test_a_baseline_that_names_no_row_is_refused(grid_file):
+    grid_file.write_text('baseline = ["non-p", "drp/no-summarize"]\n' + GRID)
+    with pytest.raises(ValueError, match=r"baseline: \['drp/no-summarize'\] name no row"):
+        load_grid(grid_file)

@@ -315,3 +315,81 @@ def test_evaluate_file_empty(tmp_path):
     f.write_text("\n")
     with pytest.raises(ValueError, match="no rows"):
         evaluate_file(f)
+
+
+# ----------------------------------------------------------------------------- paired bootstrap
+
+
+def test_statistics_of_every_metric_add_up_to_its_scores():
+    preds, refs = map(list, zip(*PAIRS))
+    for metric in metrics.METRICS:
+        totals = np.asarray(metric.statistics(preds, refs), dtype=float).sum(axis=0)
+        expected = ({"bleu": metrics.score(preds, refs).bleu} if metric.name == "bleu" else
+                    {key: np.mean([metric.sentence_score(p, r)[key] for p, r in zip(preds, refs)])
+                     for key in metric.scores})
+        assert metric.from_statistics(totals) == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_system_against_itself_differs_by_nothing():
+    preds, refs = map(list, zip(*PAIRS))
+    differences = metrics.PairedBootstrap(n_samples=200).compare(preds, preds, refs)
+    assert set(differences) == set(metrics.SCORES)
+    for difference in differences.values():
+        assert (difference.delta, difference.low, difference.high) == (0, 0, 0)
+        assert not difference.significant
+
+
+def test_a_clearly_better_system_is_significant_and_its_delta_is_the_corpus_gap():
+    preds, refs = map(list, zip(*PAIRS))
+    better = [r if i % 4 else p for i, (p, r) in enumerate(zip(preds, refs))]  # 9 of 12 answers exact
+    differences = metrics.PairedBootstrap(n_samples=300).compare(preds, better, refs)
+    gap = metrics.score(better, refs).bleu - metrics.score(preds, refs).bleu
+    assert differences["bleu"].delta == pytest.approx(gap)
+    for key, difference in differences.items():
+        assert difference.low > 0 and difference.significant, key
+        assert difference.low <= difference.delta <= difference.high
+        assert difference.p_value < 0.05
+    # the other way round: the same interval, negated
+    worse = metrics.PairedBootstrap(n_samples=300).compare(better, preds, refs)["bleu"]
+    assert (worse.low, worse.high) == pytest.approx((-differences["bleu"].high, -differences["bleu"].low))
+
+
+def test_a_gap_made_by_one_sample_is_not_significant():
+    preds, refs = map(list, zip(*PAIRS))
+    one_better = [refs[0], *preds[1:]]
+    difference = metrics.PairedBootstrap(n_samples=300).compare(preds, one_better, refs)["meteor"]
+    assert difference.delta > 0 and difference.low == 0 and not difference.significant
+
+
+def test_paired_bootstrap_refuses_unpaired_input():
+    with pytest.raises(ValueError, match="as many predictions as references"):
+        metrics.PairedBootstrap().compare(["a"], ["a", "b"], ["a"])
+    assert "n_samples:1000|confidence:0.95|seed:12345" in metrics.PairedBootstrap().signature()
+
+
+def test_evaluate_against_a_baseline_pairs_samples_by_key(tmp_path, capsys):
+    from drpkit.cli import commands as cli
+
+    preds, refs = map(list, zip(*PAIRS))
+    def rows(texts):
+        return [{"user_id": f"u{i}", "asin": "a", "status": "ok", "prediction": t, "reference": r}
+                for i, (t, r) in enumerate(zip(texts, refs))]
+    baseline = _write(tmp_path / "base.jsonl", rows(preds))
+    system = _write(tmp_path / "sys.jsonl", list(reversed(rows(refs))))  # another order: paired by sample
+    cli.main(["evaluate", str(system), "--baseline", str(baseline)])
+    out = capsys.readouterr()
+    against = json.loads(out.out)["against"]
+    assert against["pairs"] == len(PAIRS) and "paired-bootstrap" in against["signature"]
+    gap = metrics.score(refs, refs).bleu - metrics.score(preds, refs).bleu
+    assert against["differences"]["bleu"]["delta"] == pytest.approx(gap)
+    assert against["differences"]["rougeL"]["significant"] is True
+    assert "ROUGE-L" in out.err and "significant" in out.err
+
+
+def test_evaluate_against_files_without_samples_needs_the_same_references(tmp_path):
+    from drpkit.runner import compare_files
+
+    a = _write(tmp_path / "a.jsonl", [{"prediction": "x", "reference": "one"}])
+    b = _write(tmp_path / "b.jsonl", [{"prediction": "y", "reference": "two"}])
+    with pytest.raises(ValueError, match="same references line by line"):
+        compare_files(a, b)
