@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from ..programs import METHODS, STAGES, DRPConfig
 from ..runner import CONCURRENCY, ProgramSettings
-from ..serving import DEFAULT_PORT, DEFAULT_SERVED_NAME, MAX_MODEL_LEN, LMSpec, StageLMs
+from ..serving import ADAPTERS, DEFAULT_PORT, DEFAULT_SERVED_NAME, MAX_MODEL_LEN, LMSpec, StageLMs
 from .options import add_options, values
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--judge-model", required=True, help="served model name of the judge")
     analyze.add_argument("--judge-api-base", default=LMSpec.api_base)
     analyze.add_argument("--max-tokens", type=int, default=LMSpec.max_tokens)
-    analyze.add_argument("--adapter", choices=["json", "chat"], default="json")
+    analyze.add_argument("--adapter", choices=sorted(ADAPTERS), default="json")
     analyze.add_argument("--dedupe-threshold", type=float, default=None,
                          help="also merge a user's features whose name+definition embeddings have cosine >= this")
     analyze.add_argument("--embedder", default=None, help="sentence-transformers model for --dedupe-threshold")

@@ -32,12 +32,15 @@ def call_stage(
     attempts: int = 3,
     check: Callable[[dspy.Prediction], str | None] | None = None,
     max_tokens: int | None = None,
+    soft_check: Callable[[dspy.Prediction], str | None] | None = None,
     **inputs: Any,
 ) -> dspy.Prediction:
     """Run `predictor`, retrying (at a higher temperature, off the cache) while the answer does not
-    parse or `check` names a problem with it; raise StageFailure with every problem seen. `max_tokens`, if
-    given, is the answers' budget in place of the LM's."""
+    parse or `check` names a problem with it; raise StageFailure with every problem seen. A problem that
+    `soft_check` names is worth a retry but is no failure: when no attempt passes it, the last answer that
+    passed `check` is returned. `max_tokens`, if given, is the answers' budget in place of the LM's."""
     problems: list[str] = []
+    acceptable: dspy.Prediction | None = None
     budget = {"max_tokens": max_tokens} if max_tokens else {}
     for attempt in range(attempts):
         config = budget if attempt == 0 else {**budget, "temperature": RETRY_TEMPERATURE, "rollout_id": attempt}
@@ -52,8 +55,13 @@ def call_stage(
                 usage.add_tracked(stage, tracker)
         problem = check(prediction) if check else None
         if problem is None:
-            return prediction
+            acceptable = prediction
+            problem = soft_check(prediction) if soft_check else None
+            if problem is None:
+                return prediction
         answer = {k: str(v)[:300] for k, v in prediction.items() if k != "reasoning"}
         problems.append(f"{problem}: {answer}")
         usage.retries.append({"stage": stage, "problem": problems[-1]})
+    if acceptable is not None:
+        return acceptable
     raise StageFailure(stage, problems)

@@ -31,6 +31,19 @@ def review_problem(review: str | None, sources: list[str]) -> str | None:
     return refusal_problem(review) or repetition_problem(review) or copy_problem(review, sources)
 
 
+SHORT_SHARE = 0.5
+
+
+def too_short_problem(review: str | None, past_reviews: list[str]) -> str | None:
+    """An answer under half as long as the user's shortest past review is no review of theirs (a 3-word
+    answer from a user who writes paragraphs); without past reviews nothing is checked."""
+    words = len(_words(review or ""))
+    shortest = min((len(_words(text)) for text in past_reviews), default=0)
+    if words < SHORT_SHARE * shortest:
+        return f"{words} words, far shorter than any of the user's reviews (the shortest has {shortest})"
+    return None
+
+
 def repetition_problem(text: str) -> str | None:
     """A degenerate loop: the same `COPY_SPAN_WORDS` words twice in one answer."""
     words = _words(text)

@@ -46,6 +46,9 @@ class DRPConfig:
         "method_only": True})
     length_hint: bool = field(default=False, metadata={
         "help": "beyond the paper: tell Generate the median length of the past reviews it is shown"})
+    past_reviews: Literal["block", "demos"] = field(default="block", metadata={
+        "help": "how Generate sees the past reviews: one text block (the paper), or beyond the paper as earlier "
+                "chat turns, each item answered with the user's own review (few-shot demos)"})
 
     def __post_init__(self) -> None:
         if self.contrast and (self.validate or self.summarize):
@@ -89,7 +92,7 @@ class DRP(dspy.Module):
         self.extract = Extract(config.dimensions, config.attempts)
         self.validate = Validate(config.attempts)
         self.summarize = Summarize(config.attempts)
-        self.generate = Generate(config.contrast, config.attempts, config.length_hint)
+        self.generate = Generate(config.contrast, config.attempts, config.length_hint, config.past_reviews)
 
     def stages(self) -> dict[str, Stage]:
         """The stage modules by name, in pipeline order."""
@@ -118,7 +121,7 @@ class DRP(dspy.Module):
         try:
             summary = self.summarize(past_reviews, evidence, usage=usage) if self.config.summarize else evidence  # Step 3a
             review = self.generate(  # Step 3b
-                task.item, past_reviews, summary, task.target.rating, task.target.title, usage=usage,
+                task.item, task.history, summary, task.target.rating, task.target.title, usage=usage,
                 sources=[review.text for _, review in task.history] + [summary, task.item.description],
                 length=typical_length(task) if self.config.length_hint else None, budget=review_budget(task),
             )

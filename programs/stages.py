@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import dspy
@@ -18,8 +19,8 @@ from ..signatures import (
 )
 
 from .calls import call_stage
-from .checks import copy_problem, feature_list_problem, refusal_problem, review_problem
-from .formatting import format_item, format_numbered_features, format_others, format_review
+from .checks import copy_problem, feature_list_problem, refusal_problem, review_problem, too_short_problem
+from .formatting import format_history, format_item, format_numbered_features, format_others, format_review
 from .usage import Usage
 
 class Stage(dspy.Module):
@@ -115,28 +116,41 @@ class Summarize(Stage):
 
 class Generate(Stage):
     """Step 3b: the review, from the history and the profile (the summary, or CICL's contrast examples);
-    an echo of the prompt is retried."""
+    an echo of the prompt, or an answer far shorter than any past review, is retried."""
 
     name = "generate"
     answer_tokens = 512  # a review, when no past review gives this user's length (`review_budget`)
 
-    def __init__(self, contrastive: bool = False, attempts: int = 3, length_hint: bool = False):
+    def __init__(self, contrastive: bool = False, attempts: int = 3, length_hint: bool = False,
+                 past_reviews: Literal["block", "demos"] = "block"):
         super().__init__(attempts)
         signature = GenerateContrastiveReview if contrastive else GenerateReview
         if length_hint:
             signature = signature.insert(-1, "review_length", dspy.InputField(
                 desc="how long this user's reviews are: write about this many words"), type_=str)
+        if past_reviews == "demos":  # the past reviews come as earlier turns of the conversation
+            signature = signature.delete("past_reviews")
         self.predict = dspy.Predict(signature)
         self.profile_field = "contrast_examples" if contrastive else "profile_summary"
+        self.past_reviews = past_reviews
 
-    def forward(self, item: Item, past_reviews: str, profile: str, rating: float, review_title: str,
-                usage: Usage, sources: list[str], length: str | None = None, budget: int | None = None) -> str:
+    def forward(self, item: Item, history: Sequence[tuple[Item, Review]], profile: str, rating: float,
+                review_title: str, usage: Usage, sources: list[str], length: str | None = None,
+                budget: int | None = None) -> str:
         def not_a_review(prediction: dspy.Prediction) -> str | None:
             # the instruction as it is now (an optimizer may have changed it) is in the prompt too
             return review_problem(prediction.review, [*sources, self.predict.signature.instructions])
 
+        def too_short(prediction: dspy.Prediction) -> str | None:  # retried, but better than no review
+            return too_short_problem(prediction.review, [review.text for _, review in history])
+
+        if self.past_reviews == "demos":  # most relevant last, nearest the request
+            context = {"demos": [{"item": format_item(it), "rating": review.rating, "review_title": review.title,
+                                  "review": review.text} for it, review in reversed(history)]}
+        else:
+            context = {"past_reviews": format_history(history)}
         return call_stage(
-            self.name, self.predict, usage, self.attempts, check=not_a_review, max_tokens=self.budget(budget),
-            item=format_item(item), past_reviews=past_reviews, rating=rating, review_title=review_title,
+            self.name, self.predict, usage, self.attempts, check=not_a_review, soft_check=too_short,
+            max_tokens=self.budget(budget), item=format_item(item), rating=rating, review_title=review_title, **context,
             **{self.profile_field: profile}, **({"review_length": length} if length is not None else {}),
         ).review.strip()

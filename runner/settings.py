@@ -28,8 +28,9 @@ class ProgramSettings:
     num_compared: int = field(default=8, metadata={
         "help": "profile items compared with representatives (Extract + Validate calls each)", "run_option": True})
     program: DRPConfig = field(default_factory=DRPConfig)
-    adapter: Literal["json", "chat"] = field(default="json", metadata={
-        "help": "how DSPy asks for the output fields: JSON (robust with small models) or [[ ## ]] chat"})
+    adapter: Literal["json", "chat", "text"] = field(default="json", metadata={
+        "help": "how DSPy asks for the output fields: JSON (robust with small models), [[ ## ]] chat, or text: "
+                "Summarize and Generate answer in plain text, the other stages in JSON"})
     prompt_order: Literal["inputs-first", "task-first"] = field(default="inputs-first", metadata={
         "help": "inputs-first: each prompt's inputs before its task, so that calls sharing inputs share a prefix "
                 "the server caches; task-first: DSPy's order"})

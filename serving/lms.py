@@ -1,16 +1,13 @@
-"""How each stage reaches its LM: one spec per stage (storm's habit: one LM per stage, in one config object),
-the adapter DSPy parses answers with, and DSPy's disk cache."""
+"""How each stage reaches its LM: one spec per stage (storm's habit: one LM per stage, in one config object)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import dspy
 
-from ..assets import cache_dir
 
 
 LOOPBACK = "127.0.0.1"
@@ -21,73 +18,6 @@ DEFAULT_API_BASE = f"http://{LOOPBACK}:{DEFAULT_PORT}/v1"
 # vLLM's repetition detection: an answer whose last 8-64 tokens repeat twice before, back to back, is a loop
 # that would run to max_tokens; it ends there (finish reason "repetition"), unparsed, and the stage retries.
 LOOP_DETECTION = {"max_pattern_size": 64, "min_pattern_size": 8, "min_count": 3}
-
-_THINK = re.compile(r"^.*?</think>\s*|<think>.*?</think>\s*", re.DOTALL)
-
-
-def strip_thinking(completion: str) -> str:
-    """Drop a reasoning model's `<think>` block, for servers started without a reasoning parser."""
-    return _THINK.sub("", completion, count=1) if "</think>" in completion else completion
-
-
-SYSTEM_MESSAGE = "You are a careful analyst and writer of reviews. Each request gives its inputs, then your task."
-
-
-class InputsFirst:
-    """Adapter mixin: each request's inputs first, then the task and the answer's format (DSPy puts the task
-    first, in the system message). Calls that share their first inputs then share a prompt prefix that the
-    server's prefix cache computes once: Extract and Validate of an item (the item and the reviews),
-    Summarize and Generate (the past reviews). With few-shot demos or a conversation history DSPy's order is
-    kept: demos mean little before the task they show."""
-
-    def format(self, signature, demos, inputs):
-        if demos or self._get_history_field_name(signature):
-            return super().format(signature, demos, inputs)
-        parts = (self.format_user_message_content(signature, inputs), self.format_system_message(signature),
-                 self.user_message_output_requirements(signature))
-        return [{"role": "system", "content": SYSTEM_MESSAGE},
-                {"role": "user", "content": "\n\n".join(part for part in parts if part)}]
-
-
-class ThinkingChatAdapter(dspy.ChatAdapter):
-    """ChatAdapter that parses R1-style answers (`<think>...</think>` then the fields)."""
-
-    def parse(self, signature, completion: str) -> dict[str, Any]:
-        return super().parse(signature, strip_thinking(completion))
-
-    def _make_json_adapter_fallback(self):
-        return ThinkingJSONAdapter()
-
-
-class ThinkingJSONAdapter(dspy.JSONAdapter):
-    """JSONAdapter that parses R1-style answers; the default, as small models keep JSON fields apart best."""
-
-    def parse(self, signature, completion: str) -> dict[str, Any]:
-        return super().parse(signature, strip_thinking(completion))
-
-
-class InputsFirstJSONAdapter(InputsFirst, ThinkingJSONAdapter):
-    pass
-
-
-class InputsFirstChatAdapter(InputsFirst, ThinkingChatAdapter):
-    def _make_json_adapter_fallback(self):
-        return InputsFirstJSONAdapter()
-
-
-PROMPT_ORDERS = ("inputs-first", "task-first")
-ADAPTERS = {  # name -> prompt order -> class
-    "json": {"inputs-first": InputsFirstJSONAdapter, "task-first": ThinkingJSONAdapter},
-    "chat": {"inputs-first": InputsFirstChatAdapter, "task-first": ThinkingChatAdapter},
-}
-
-
-def configure_dspy(adapter: str, prompt_order: str = "inputs-first") -> None:
-    """The process-wide settings of every command that calls LMs: the adapter and its prompt order, and the disk
-    cache (`cache_dir("dspy")`), so that a rerun reuses every answer it already got."""
-    dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(cache_dir("dspy")))
-    dspy.configure(adapter=ADAPTERS[adapter][prompt_order]())
-
 
 @dataclass(frozen=True)
 class LMSpec:

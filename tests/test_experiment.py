@@ -31,7 +31,10 @@ extract = { model = "thinker", api_base = "http://127.0.0.1:8001/v1", max_tokens
 source = "sample"
 limit = 2
 """
-GOOD_REVIEW = "I love this album and the songs are great, the music is good and I like the sound of it."
+GOOD_REVIEW = ("I love this album and the songs are great, the music is good and I like the sound of it. The band "
+               "plays with real energy on every track, the singer has a warm voice, and the production never gets "
+               "in the way. A few slower songs drag a little in the middle, but the closing track makes up for it. "
+               "I would recommend it to anyone who enjoys this kind of music.")
 
 
 class CountingLMs:

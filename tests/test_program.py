@@ -7,9 +7,11 @@ import pytest
 from dspy.utils import DummyLM
 
 from drpkit.data.tasks import build_task
-from drpkit.serving import InputsFirstJSONAdapter, ThinkingChatAdapter, ThinkingJSONAdapter, strip_thinking
+from drpkit.serving import (InputsFirstJSONAdapter, TextAdapter, ThinkingChatAdapter, ThinkingJSONAdapter,
+                            strip_thinking)
 from drpkit.programs import DRP, DRPConfig, Extract, Generate, StageFailure, Summarize, Usage, Validate
 from drpkit.programs.checks import review_problem
+from drpkit.programs.formatting import format_item
 from drpkit.signatures import (DifferenceFeature, ExtractDifferences, GenerateReview, SummarizeProfile,
                                ValidateDifferences)
 
@@ -17,7 +19,7 @@ FEATURES = [
     {"name": "Length", "definition": "How long the review is.", "description": "Far shorter than the others."},
     {"name": "Capitals", "definition": "Use of upper case.", "description": "Writes in lower case only."},
 ]
-REVIEW = "short and blunt. does the job. fine."
+REVIEW = "short and blunt. does the job well enough for me. fine by me."
 
 
 def stage_lms(extract=None, validate=None, summarize=None, generate=None, n=50):
@@ -80,7 +82,7 @@ def test_generate_retries_an_echo_of_the_prompt(tiny_data):
     lm = DummyLM([{"review": echo}, {"review": REVIEW}])
     usage = Usage()
     with dspy.context(lm=lm):
-        review = Generate()(task.item, "past", "summary", 4.0, "ok", usage=usage, sources=[])
+        review = Generate()(task.item, (), "summary", 4.0, "ok", usage=usage, sources=[])
     assert review == REVIEW
     assert usage.stages["generate"]["calls"] == 2
 
@@ -96,7 +98,7 @@ def test_generate_retries_an_echo_of_its_instruction(tiny_data):
             "voice: match the length, tone, vocabulary and habits of their past reviews.")
     usage = Usage()
     with dspy.context(lm=DummyLM([{"review": echo}, {"review": REVIEW}])):
-        review = generate(task.item, "past", "summary", 4.0, "ok", usage=usage, sources=[])
+        review = generate(task.item, (), "summary", 4.0, "ok", usage=usage, sources=[])
     assert review == REVIEW
     assert "copied verbatim from the prompt" in usage.retries[0]["problem"]
 
@@ -343,3 +345,64 @@ def test_each_stage_asks_for_its_own_answer_budget(tiny_data):
     longest = max(len(review.text.split()) for _, review in task.history)
     assert review_budget(task) >= 2 * longest  # room for a review twice the user's longest, in tokens
     assert asked == {"extract": 1000, "validate": 512, "summarize": 512, "generate": review_budget(task)}  # LM caps 1000
+
+
+# ----------------------------------------------------------------------------- plain text and demos
+
+
+def text_lm(answers):
+    """A DummyLM answering in plain text, as a model asked by the TextAdapter does."""
+    return DummyLM(answers, adapter=TextAdapter(ThinkingJSONAdapter()))
+
+
+def test_text_adapter_asks_for_and_takes_the_bare_text(tiny_data):
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=2, num_compared=0, m=4)
+    lm = text_lm([{"review": "Review: " + REVIEW}])
+    with dspy.context(lm=lm, adapter=TextAdapter(ThinkingJSONAdapter())):
+        review = Generate()(task.item, task.history, "summary", 4.0, "ok", usage=Usage(), sources=[])
+    assert review == REVIEW  # the label the model put first is dropped
+    system, user = lm.history[0]["messages"]
+    assert system["content"].startswith(GenerateReview.instructions)
+    assert "Answer with the review itself" in system["content"] and "[[ ##" not in system["content"] + user["content"]
+    assert user["content"].startswith("Past reviews:\nReview 1 (of ") and "\n\nRating: 4\n\n" in user["content"]
+
+
+def test_text_adapter_leaves_reasoning_stages_to_its_fallback(tiny_data):
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=1, m=4)
+    c = task.comparisons[0]
+    lm = DummyLM([{"reasoning": "r", "differences": FEATURES}], adapter=ThinkingJSONAdapter())
+    with dspy.context(lm=lm, adapter=TextAdapter(ThinkingJSONAdapter())):
+        features = Extract()(c.item, c.user_review, [o for _, o in c.others], usage=Usage())
+    assert [f.name for f in features] == ["Length", "Capitals"]
+    assert "JSON" in lm.history[0]["messages"][0]["content"]
+
+
+def test_past_reviews_as_demos_are_earlier_turns_answered_with_the_users_reviews(tiny_data):
+    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    lm = text_lm([{"review": REVIEW + " " + REVIEW.upper()}])
+    with dspy.context(lm=lm, adapter=TextAdapter(ThinkingJSONAdapter())):
+        Generate(past_reviews="demos")(task.item, task.history, "summary", 4.0, "ok", usage=Usage(), sources=[])
+    messages = lm.history[0]["messages"]
+    assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * 3 + ["user"]
+    # most relevant (first retrieved) last, nearest the request; each answer the user's own review, bare
+    assert [m["content"] for m in messages[2:7:2]] == [review.text for _, review in reversed(task.history)]
+    first_item, first_review = task.history[-1]
+    assert messages[1]["content"] == (f"Item: {format_item(first_item)}\n\nRating: {first_review.rating:g}\n\n"
+                                      f"Review title: {first_review.title}")
+    assert "Past reviews" not in messages[0]["content"] + messages[-1]["content"]
+    assert "Profile summary: summary" in messages[-1]["content"]
+
+
+def test_a_review_far_shorter_than_the_users_is_retried_and_kept_if_nothing_better_comes(tiny_data):
+    wordy = max(tiny_data.rows["test"], key=lambda row: min(len(r.text.split()) for r in row.profile))
+    task = build_task(wordy, tiny_data, num_retrieved=3, num_compared=0, m=4)
+    usage = Usage()
+    with dspy.context(lm=DummyLM([{"review": "LOVED it!!! wow"}, {"review": REVIEW + " I would play it again on a long drive."}])):
+        review = Generate()(task.item, task.history, "s", 5.0, "ok", usage=usage, sources=[])
+    assert review.startswith(REVIEW) and usage.stages["generate"]["calls"] == 2
+    assert "far shorter than any of the user's reviews" in usage.retries[0]["problem"]
+
+    usage = Usage()
+    with dspy.context(lm=DummyLM([{"review": f"LOVED it!!! wow {i}"} for i in range(4)])):
+        review = Generate(attempts=4)(task.item, task.history, "s", 5.0, "ok", usage=usage, sources=[])
+    assert review == "LOVED it!!! wow 3" and usage.stages["generate"]["calls"] == 4  # short, but no failure

@@ -1,0 +1,169 @@
+"""How the program asks its LMs, as DSPy adapters: DSPy's JSON and chat formats with the inputs first (so that
+calls sharing inputs share a cached prompt prefix) and reasoning models' `<think>` blocks dropped, and a plain
+text format for the stages that answer with one text (Summarize, Generate)."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from typing import Any
+
+import dspy
+from dspy.adapters.utils import format_field_value
+
+from ..assets import cache_dir
+
+_THINK = re.compile(r"^.*?</think>\s*|<think>.*?</think>\s*", re.DOTALL)
+
+
+def strip_thinking(completion: str) -> str:
+    """Drop a reasoning model's `<think>` block, for servers started without a reasoning parser."""
+    return _THINK.sub("", completion, count=1) if "</think>" in completion else completion
+
+
+SYSTEM_MESSAGE = "You are a careful analyst and writer of reviews. Each request gives its inputs, then your task."
+
+
+class InputsFirst:
+    """Adapter mixin: each request's inputs first, then the task and the answer's format (DSPy puts the task
+    first, in the system message). Calls that share their first inputs then share a prompt prefix that the
+    server's prefix cache computes once: Extract and Validate of an item (the item and the reviews),
+    Summarize and Generate (the past reviews). With few-shot demos or a conversation history DSPy's order is
+    kept: demos mean little before the task they show."""
+
+    def format(self, signature, demos, inputs):
+        if demos or self._get_history_field_name(signature):
+            return super().format(signature, demos, inputs)
+        parts = (self.format_user_message_content(signature, inputs), self.format_system_message(signature),
+                 self.user_message_output_requirements(signature))
+        return [{"role": "system", "content": SYSTEM_MESSAGE},
+                {"role": "user", "content": "\n\n".join(part for part in parts if part)}]
+
+
+class ThinkingChatAdapter(dspy.ChatAdapter):
+    """ChatAdapter that parses R1-style answers (`<think>...</think>` then the fields)."""
+
+    def parse(self, signature, completion: str) -> dict[str, Any]:
+        return super().parse(signature, strip_thinking(completion))
+
+    def _make_json_adapter_fallback(self):
+        return ThinkingJSONAdapter()
+
+
+class ThinkingJSONAdapter(dspy.JSONAdapter):
+    """JSONAdapter that parses R1-style answers; the default, as small models keep JSON fields apart best."""
+
+    def parse(self, signature, completion: str) -> dict[str, Any]:
+        return super().parse(signature, strip_thinking(completion))
+
+
+class InputsFirstJSONAdapter(InputsFirst, ThinkingJSONAdapter):
+    pass
+
+
+class InputsFirstChatAdapter(InputsFirst, ThinkingChatAdapter):
+    def _make_json_adapter_fallback(self):
+        return InputsFirstJSONAdapter()
+
+
+_LABEL = re.compile(r"^\s*\**\s*(?:{names})\s*\**\s*:\s*\**\s*", re.IGNORECASE)
+
+
+class TextAdapter(dspy.Adapter):
+    """Plain text for a signature that answers one text field (Summarize, Generate); any other signature goes
+    to `fallback`. The instruction and the inputs' descriptions make the system message; each input is a
+    labelled line or block; few-shot demos are chat turns whose answers are the bare text; the whole completion
+    is the answer. A small model asked for JSON writes short, escaped text and refuses more often; asked for
+    the text itself, with the user's own reviews as earlier turns, it writes at their length and in their voice."""
+
+    def __init__(self, fallback: dspy.Adapter, callbacks: list | None = None):
+        super().__init__(callbacks)
+        self.fallback = fallback
+
+    @staticmethod
+    def handles(signature: type[dspy.Signature]) -> bool:
+        outputs = list(signature.output_fields.values())
+        return len(outputs) == 1 and outputs[0].annotation is str
+
+    def __call__(self, lm, lm_kwargs, signature, demos, inputs):
+        if not self.handles(signature):
+            return self.fallback(lm, lm_kwargs, signature, demos, inputs)
+        return super().__call__(lm, lm_kwargs, signature, demos, inputs)
+
+    async def acall(self, lm, lm_kwargs, signature, demos, inputs):
+        if not self.handles(signature):
+            return await self.fallback.acall(lm, lm_kwargs, signature, demos, inputs)
+        return await super().acall(lm, lm_kwargs, signature, demos, inputs)
+
+    @staticmethod
+    def _label(name: str) -> str:
+        return name.replace("_", " ").capitalize()
+
+    def format_field_description(self, signature: type[dspy.Signature]) -> str:
+        lines = [f"- {self._label(name)}: {field.json_schema_extra.get('desc', '')}"
+                 for name, field in signature.input_fields.items()]
+        return "Each request gives:\n" + "\n".join(lines)
+
+    def format_field_structure(self, signature: type[dspy.Signature]) -> str:
+        name, field = next(iter(signature.output_fields.items()))
+        return (f"Answer with the {self._label(name).lower()} itself ({field.json_schema_extra.get('desc', '')}): "
+                "plain text, no label, no heading, nothing before or after it.")
+
+    def format_task_description(self, signature: type[dspy.Signature]) -> str:
+        return textwrap.dedent(signature.instructions).strip()
+
+    def format_system_message(self, signature: type[dspy.Signature]) -> str:
+        return "\n\n".join((self.format_task_description(signature), self.format_field_description(signature),
+                             self.format_field_structure(signature)))
+
+    def format_user_message_content(self, signature, inputs, prefix="", suffix="", main_request=False) -> str:
+        parts = [prefix]
+        for name, field in signature.input_fields.items():
+            if name in inputs and inputs[name] is not None:
+                value = inputs[name]
+                value = f"{value:g}" if isinstance(value, float) else str(format_field_value(field, value)).strip()
+                parts.append(f"{self._label(name)}:{chr(10) if chr(10) in value else ' '}{value}")
+        return "\n\n".join(part for part in (*parts, suffix) if part).strip()
+
+    def format_assistant_message_content(self, signature, outputs, missing_field_message=None) -> str:
+        name = next(iter(signature.output_fields))
+        return str(outputs.get(name, missing_field_message or ""))
+
+    def format_demos(self, signature, demos):
+        """Every demo with an answer becomes a user turn of the inputs it has and an assistant turn of the bare
+        answer (DSPy's own formatting flags demos that lack an input; a user's past review lacks the summary)."""
+        name = next(iter(signature.output_fields))
+        messages = []
+        for demo in demos:
+            if demo.get(name):
+                messages += [{"role": "user", "content": self.format_user_message_content(signature, demo)},
+                             {"role": "assistant", "content": self.format_assistant_message_content(signature, demo)}]
+        return messages
+
+    def format_field_with_value(self, fields_with_values: dict, role: str = "user") -> str:
+        """The values alone (how DSPy's `DummyLM` mimics an adapter's answers)."""
+        return "\n\n".join(str(value) for value in fields_with_values.values())
+
+    def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
+        name = next(iter(signature.output_fields))
+        text = strip_thinking(completion).strip()
+        # a label the model put before its answer ("Review:", "**Summary:**") is not part of it
+        text = re.compile(_LABEL.pattern.format(names=re.escape(self._label(name))), re.IGNORECASE).sub("", text, 1)
+        return {name: text.strip()}
+
+
+PROMPT_ORDERS = ("inputs-first", "task-first")
+ADAPTERS = {  # name -> prompt order -> class
+    "json": {"inputs-first": InputsFirstJSONAdapter, "task-first": ThinkingJSONAdapter},
+    "chat": {"inputs-first": InputsFirstChatAdapter, "task-first": ThinkingChatAdapter},
+    # Summarize and Generate in plain text, the stages that reason or list (Extract, Validate) in JSON
+    "text": {"inputs-first": lambda: TextAdapter(InputsFirstJSONAdapter()),
+             "task-first": lambda: TextAdapter(ThinkingJSONAdapter())},
+}
+
+
+def configure_dspy(adapter: str, prompt_order: str = "inputs-first") -> None:
+    """The process-wide settings of every command that calls LMs: the adapter and its prompt order, and the disk
+    cache (`cache_dir("dspy")`), so that a rerun reuses every answer it already got."""
+    dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(cache_dir("dspy")))
+    dspy.configure(adapter=ADAPTERS[adapter][prompt_order]())
