@@ -247,7 +247,7 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     from ..serving import configure_dspy
 
     grid = load_grid(args.grid)
-    configure_dspy(grid.adapter, grid.prompt_order)
+    configure_dspy()  # each cell's run sets its own adapter
     out = Path(args.out or Path("runs") / Path(args.grid).stem)
     print(run_grid(grid, out, check_servers=check_models, concurrency=args.concurrency,
                    compute=not args.report_only))

@@ -14,7 +14,7 @@ from ..data import SAMPLE_DIR, load_reviews
 from ..data.loading import ReviewData
 from ..programs import METHODS, STAGES, DRPConfig
 from ..runner import RUN_OPTIONS, RunSettings
-from ..serving import ADAPTERS, PROMPT_ORDERS, LMSpec, StageLMs
+from ..serving import LMSpec, StageLMs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -84,9 +84,7 @@ class Grid:
     temperatures: tuple[tuple[float, ...], ...]  # a group of several is averaged into one table row
     data: tuple[DataSpec, ...]
     options: Mapping[str, Any]  # [run]: shared by every cell
-    adapter: str = "json"
     embedder: str | None = None
-    prompt_order: str = "inputs-first"
     baselines: tuple[str, ...] = ()  # rows every other row is compared with (paired bootstrap), by `row_name`
 
     def rows(self) -> list[tuple[str, Variant]]:
@@ -104,8 +102,7 @@ class Grid:
         run_options = {key: options.pop(key) for key in RUN_OPTIONS}
         lms = self.models[model].with_settings(temperature=temperature)
         settings = RunSettings.for_method(method, DRPConfig(**options), **run_options, lms=lms, data=data.source,
-                                          split=data.split, limit=data.limit, adapter=self.adapter,
-                                          prompt_order=self.prompt_order)
+                                          split=data.split, limit=data.limit)
         return Cell(method, variant.name, model, temperature, data, lms, settings)
 
     def cells(self) -> list[Cell]:
@@ -118,8 +115,10 @@ class Grid:
 def load_grid(path: str | Path) -> Grid:
     """Read and check a grid file (format: README, "Experiments"); errors name the offending key."""
     spec = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    _known(spec, {"methods", "variants", "models", "temperatures", "data", "run", "adapter", "prompt_order",
-                 "embedder", "baseline"}, "the grid")
+    moved = {"adapter", "prompt_order"} & set(spec)
+    if moved:
+        raise ValueError(f"{sorted(moved)}: set these under [run] (or in a variant), not at the grid's top level")
+    _known(spec, {"methods", "variants", "models", "temperatures", "data", "run", "embedder", "baseline"}, "the grid")
     methods = tuple(spec.get("methods") or ())
     if not methods or set(methods) - set(METHODS):
         raise ValueError(f"methods: expected a list of {sorted(METHODS)}, got {methods!r}")
@@ -145,16 +144,9 @@ def load_grid(path: str | Path) -> Grid:
         data.append(DataSpec(name=name, **table))
     if not data:
         raise ValueError("the grid has no [data.NAME] table")
-    adapter = spec.get("adapter", "json")
-    if adapter not in ADAPTERS:
-        raise ValueError(f"adapter: expected one of {sorted(ADAPTERS)}, got {adapter!r}")
-    prompt_order = spec.get("prompt_order", PROMPT_ORDERS[0])
-    if prompt_order not in PROMPT_ORDERS:
-        raise ValueError(f"prompt_order: expected one of {list(PROMPT_ORDERS)}, got {prompt_order!r}")
     baselines = spec.get("baseline", [])
     baselines = tuple([baselines] if isinstance(baselines, str) else baselines)
-    grid = Grid(methods, tuple(variants), models, temperatures, tuple(data), options, adapter, spec.get("embedder"),
-                prompt_order, baselines)
+    grid = Grid(methods, tuple(variants), models, temperatures, tuple(data), options, spec.get("embedder"), baselines)
     names = [row_name(method, variant.name) for method, variant in grid.rows()]
     if set(baselines) - set(names):
         raise ValueError(f"baseline: {sorted(set(baselines) - set(names))} name no row of the grid; rows: {names}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 import time
@@ -9,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+import dspy
 from tqdm import tqdm
 
 from ..data.loading import ReviewData
@@ -100,7 +102,14 @@ def unfinished(tasks: list[ReviewTask], rows: dict[SampleKey, PredictionRow]) ->
 
 def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path,
         concurrency: int = CONCURRENCY) -> dict[str, Any]:
-    """Predict every unfinished sample of the split into `out`, then score them all; returns the metrics."""
+    """Predict every unfinished sample of the split into `out`, then score them all; returns the metrics. The
+    program asks its LMs with the settings' adapter, in every worker thread (each runs in a copy of this
+    context)."""
+    with dspy.context(adapter=settings.make_adapter()):
+        return _run(program, data, settings, out, concurrency)
+
+
+def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concurrency: int) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     check_settings(out / RUN_RECORD, settings)
     tasks, unusable = build_tasks(data, settings)
@@ -120,7 +129,7 @@ def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path,
             futures, kept = [], set()
             try:
                 for task in todo:
-                    futures.append(pool.submit(predict_one, program, task))
+                    futures.append(pool.submit(contextvars.copy_context().run, predict_one, program, task))
                 for future in as_completed(futures):
                     keep(future.result())
                     kept.add(future)

@@ -13,7 +13,7 @@ from ..data.loading import ReviewData
 from ..data.schema import UserRow
 from ..data.tasks import ReviewTask, build_task
 from ..programs import METHODS, STAGES, DRPConfig
-from ..serving import LMSpec, StageLMs
+from ..serving import ADAPTERS, PROMPT_ORDERS, LMSpec, StageLMs
 from .jsonl import write_json
 
 
@@ -30,11 +30,21 @@ class ProgramSettings:
     program: DRPConfig = field(default_factory=DRPConfig)
     adapter: Literal["json", "chat", "text"] = field(default="json", metadata={
         "help": "how DSPy asks for the output fields: JSON (robust with small models), [[ ## ]] chat, or text: "
-                "Summarize and Generate answer in plain text, the other stages in JSON"})
+                "Summarize and Generate answer in plain text, the other stages in JSON", "run_option": True})
     prompt_order: Literal["inputs-first", "task-first"] = field(default="inputs-first", metadata={
         "help": "inputs-first: each prompt's inputs before its task, so that calls sharing inputs share a prefix "
-                "the server caches; task-first: DSPy's order"})
+                "the server caches; task-first: DSPy's order", "run_option": True})
     lms: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.adapter not in ADAPTERS:
+            raise ValueError(f"adapter: expected one of {sorted(ADAPTERS)}, got {self.adapter!r}")
+        if self.prompt_order not in PROMPT_ORDERS:
+            raise ValueError(f"prompt_order: expected one of {list(PROMPT_ORDERS)}, got {self.prompt_order!r}")
+
+    def make_adapter(self) -> Any:
+        """The DSPy adapter this program asks its LMs with."""
+        return ADAPTERS[self.adapter][self.prompt_order]()
 
     @classmethod
     def for_method(cls, method: str, program: DRPConfig, num_retrieved: int, num_compared: int, lms: StageLMs,

@@ -162,8 +162,10 @@ ADAPTERS = {  # name -> prompt order -> class
 }
 
 
-def configure_dspy(adapter: str, prompt_order: str = "inputs-first") -> None:
-    """The process-wide settings of every command that calls LMs: the adapter and its prompt order, and the disk
-    cache (`cache_dir("dspy")`), so that a rerun reuses every answer it already got."""
+def configure_dspy(adapter: str | None = None, prompt_order: str = "inputs-first") -> None:
+    """The process-wide settings of every command that calls LMs: the disk cache (`cache_dir("dspy")`), so that a
+    rerun reuses every answer it already got, and the default adapter with its prompt order (a run sets its own,
+    `RunSettings.make_adapter`)."""
     dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(cache_dir("dspy")))
-    dspy.configure(adapter=ADAPTERS[adapter][prompt_order]())
+    if adapter is not None:
+        dspy.configure(adapter=ADAPTERS[adapter][prompt_order]())

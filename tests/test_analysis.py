@@ -68,7 +68,8 @@ def make_run(folder, data, extractor, features):
     program = DRP(DRPConfig(selection="random"))
     program.set_stage_lms(lms)
     described = StageLMs(LMSpec(model="writer"), {"extract": LMSpec(model=extractor)}).describe(STAGES)
-    settings = RunSettings(data="tiny", split="test", limit=2, num_retrieved=2, num_compared=2, lms=described)
+    settings = RunSettings(data="tiny", split="test", limit=2, num_retrieved=2, num_compared=2, lms=described,
+                           adapter="chat")  # the format DummyLM answers in
     run(program, data, settings, folder, concurrency=2)
     return folder
 

@@ -18,6 +18,7 @@ temperatures = [[0, 0.5]]
 num_retrieved = 2
 num_compared = 1
 selection = "random"
+adapter = "chat"  # the format DummyLM answers in
 
 [variants]
 no-validate = { methods = ["drp"], validate = false }
@@ -122,7 +123,7 @@ def test_cli_experiment_reports_finished_grid(grid_file, tmp_path, monkeypatch, 
 
     out = tmp_path / "out"
     run_grid(load_grid(grid_file), out, build_lms=CountingLMs())
-    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda adapter, prompt_order: None)  # keep the tests' dspy settings
+    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda *args, **kwargs: None)  # keep the tests' dspy settings
     cli.main(["experiment", str(grid_file), "--out", str(out)])
     assert "| cicl | base |" in capsys.readouterr().out
 
@@ -136,7 +137,7 @@ def test_report_only_tabulates_the_finished_cells_without_a_server(grid_file, tm
     for cell in ("drp-no-validate-small-t0-sample", "drp-no-validate-small-t0.5-sample"):
         (out / cell / PREDICTIONS).unlink()  # as if the grid had stopped before its last row
 
-    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda adapter, prompt_order: None)
+    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda *args, **kwargs: None)
     monkeypatch.setattr(cli, "check_models", lambda lms: pytest.fail("--report-only asked for a server"))
     cli.main(["experiment", str(grid_file), "--out", str(out), "--report-only"])
     table = capsys.readouterr().out
@@ -172,4 +173,14 @@ def test_rows_are_compared_with_the_baseline_by_paired_bootstrap(grid_file, tmp_
 def test_a_baseline_that_names_no_row_is_refused(grid_file):
     grid_file.write_text('baseline = ["non-p", "drp/no-summarize"]\n' + GRID)
     with pytest.raises(ValueError, match=r"baseline: \['drp/no-summarize'\] name no row"):
+        load_grid(grid_file)
+
+
+def test_adapter_is_a_run_option_that_variants_change(grid_file):
+    grid_file.write_text(GRID.replace("[variants]", '[variants]\ntext = { methods = ["non-p"], adapter = "text" }'))
+    cells = {cell.id: cell for cell in load_grid(grid_file).cells()}
+    assert cells["non-p-text-small-t0-sample"].settings.adapter == "text"
+    assert cells["non-p-base-small-t0-sample"].settings.adapter == "chat"
+    grid_file.write_text('adapter = "text"\n' + GRID)
+    with pytest.raises(ValueError, match=r"set these under \[run\]"):
         load_grid(grid_file)

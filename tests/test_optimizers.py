@@ -165,11 +165,11 @@ def test_rerun_replays_evaluations_and_a_larger_budget_goes_on(tiny_data, tmp_pa
 def test_run_refuses_to_resume_with_another_program_state(tiny_data, tmp_path):
     program = DRP(DRPConfig(selection="random"))
     program.set_stage_lms({stage: ScriptedLM() for stage in STAGES})
-    base = dict(data="tiny", limit=1, num_retrieved=3, num_compared=1, program=DRPConfig(selection="random"))
-    with dspy.context(adapter=dspy.ChatAdapter()):
-        run(program, tiny_data, RunSettings(**base, program_state=None), tmp_path, concurrency=1)
-        with pytest.raises(ValueError, match="program_state"):
-            run(program, tiny_data, RunSettings(**base, program_state="0123abcd"), tmp_path, concurrency=1)
+    base = dict(data="tiny", limit=1, num_retrieved=3, num_compared=1, program=DRPConfig(selection="random"),
+                adapter="chat")
+    run(program, tiny_data, RunSettings(**base, program_state=None), tmp_path, concurrency=1)
+    with pytest.raises(ValueError, match="program_state"):
+        run(program, tiny_data, RunSettings(**base, program_state="0123abcd"), tmp_path, concurrency=1)
 
 
 def test_report_tells_a_whitespace_only_change_from_a_new_wording(tmp_path):

@@ -21,7 +21,8 @@ def make_program(**lms):
 
 
 def settings(limit=None):
-    return RunSettings(data="tiny", split="test", limit=limit, num_retrieved=3, num_compared=1)
+    # "chat": the format DummyLM answers in
+    return RunSettings(data="tiny", split="test", limit=limit, num_retrieved=3, num_compared=1, adapter="chat")
 
 
 def rows_by_user(path):
@@ -88,7 +89,7 @@ def test_server_errors_do_not_lose_finished_work(tiny_data, tmp_path):
 def test_resuming_with_other_settings_is_refused(tiny_data, tmp_path):
     program, _ = make_program()
     run(program, tiny_data, settings(limit=1), tmp_path, concurrency=1)
-    other = RunSettings(data="tiny", split="test", limit=1, num_retrieved=2, num_compared=1)
+    other = RunSettings(data="tiny", split="test", limit=1, num_retrieved=2, num_compared=1, adapter="chat")
     with pytest.raises(ValueError, match="num_retrieved"):
         run(program, tiny_data, other, tmp_path, concurrency=1)
 
@@ -106,7 +107,7 @@ def test_a_record_without_an_option_added_since_resumes_at_its_default(tiny_data
     looping = StageLMs(LMSpec(stop_loops=False)).describe(STAGES)
     with pytest.raises(ValueError, match="lms"):
         run(program, tiny_data, replace(settings(limit=2), lms=looping), tmp_path, concurrency=1)
-    hinted = RunSettings(data="tiny", split="test", limit=2, num_retrieved=3, num_compared=1,
+    hinted = RunSettings(data="tiny", split="test", limit=2, num_retrieved=3, num_compared=1, adapter="chat",
                          program=DRPConfig(length_hint=True))
     with pytest.raises(ValueError, match="program"):
         run(program, tiny_data, hinted, tmp_path, concurrency=1)
@@ -198,3 +199,23 @@ def test_a_longer_timeout_resumes_but_a_run_from_before_inputs_first_prompts_doe
     (tmp_path / "run.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match="prompt_order"):
         run(program, tiny_data, replace(longer, limit=3), tmp_path, concurrency=1)
+
+
+def test_the_settings_adapter_reaches_every_worker_thread(tiny_data, tmp_path):
+    from drpkit.serving import TextAdapter, ThinkingJSONAdapter
+
+    program = DRP(DRPConfig(selection="random", summarize=False))
+    lms = stage_lms(n=200)
+    lms["generate"] = DummyLM([{"review": REVIEW}] * 10, adapter=TextAdapter(ThinkingJSONAdapter()))
+    program.set_stage_lms(lms)
+    text = RunSettings.for_method("rag", DRPConfig(selection="random"), 3, 1, StageLMs(), data="tiny", limit=4,
+                                  adapter="text")
+    metrics = run(program, tiny_data, text, tmp_path, concurrency=3)
+    assert metrics["failed"] == 0 and {r.prediction for r in read_rows(tmp_path / PREDICTIONS).values()} == {REVIEW}
+    prompts = [call["messages"][-1]["content"] for call in lms["generate"].history]
+    assert len(prompts) == 4 and not any("[[ ##" in p or "JSON" in p for p in prompts)
+
+
+def test_unknown_adapter_is_refused():
+    with pytest.raises(ValueError, match="adapter: expected one of"):
+        RunSettings(data="tiny", adapter="xml")
