@@ -123,6 +123,10 @@ def _parser() -> argparse.ArgumentParser:
     opt.add_argument("--out", default="runs/optimize", help="output folder; rerunning into it resumes")
     _add_program_options(opt)
 
+    publish = sub.add_parser("publish", help="refresh the results blocks of a Markdown file (the README) from the "
+                             "results.md files they name")
+    publish.add_argument("document", help="e.g. README.md")
+
     evaluate = sub.add_parser("evaluate", help="score a JSONL of {prediction, reference} rows")
     evaluate.add_argument("predictions")
     evaluate.add_argument("--baseline", default=None, metavar="PREDICTIONS.jsonl",
@@ -324,12 +328,20 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(line, file=sys.stderr)
 
 
+def cmd_publish(args: argparse.Namespace) -> None:
+    from ..experiments import publish
+
+    for source in publish(Path(args.document)):
+        print(f"{args.document}: results from {source}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so a server this process started is stopped with it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     commands = {"run": cmd_run, "serve": cmd_serve, "prepare-model": cmd_prepare_model, "evaluate": cmd_evaluate,
-                "experiment": cmd_experiment, "analyze": cmd_analyze, "optimize": cmd_optimize}
+                "experiment": cmd_experiment, "analyze": cmd_analyze, "optimize": cmd_optimize,
+                "publish": cmd_publish}
     commands[args.command](args)
 
 

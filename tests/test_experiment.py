@@ -184,3 +184,34 @@ def test_adapter_is_a_run_option_that_variants_change(grid_file):
     grid_file.write_text('adapter = "text"\n' + GRID)
     with pytest.raises(ValueError, match=r"set these under \[run\]"):
         load_grid(grid_file)
+
+
+def test_publish_puts_the_grids_tables_into_a_document(grid_file, tmp_path, capsys):
+    from drpkit.cli import commands as cli
+
+    grid_file.write_text('baseline = "non-p"\n' + GRID)
+    out = tmp_path / "runs" / "grid"
+    run_grid(load_grid(grid_file), out, build_lms=CountingLMs())
+    readme = tmp_path / "README.md"
+    readme.write_text("# Tool\n\n## Results\n\n<!-- results: runs/grid/results.md -->\nold numbers\n<!-- /results -->\n\nEnd.\n")
+    cli.main(["publish", str(readme)])
+    text = readme.read_text()
+    assert "old numbers" not in text and text.startswith("# Tool\n\n## Results\n\n<!-- results: runs/grid/results.md -->\n")
+    assert "| drp | base | 0, 0.5 | **" in text and "Against `non-p`" in text and text.endswith("<!-- /results -->\n\nEnd.\n")
+    assert "\n#### sample: " in text and "\n# Results" not in text  # the grid's headings sit under the document's
+    assert "results from" in capsys.readouterr().err
+    before = text
+    cli.main(["publish", str(readme)])
+    assert readme.read_text() == before  # refreshing again changes nothing
+
+
+def test_publish_names_a_missing_results_file(tmp_path):
+    from drpkit.experiments import publish
+
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results: runs/none/results.md -->\n<!-- /results -->\n")
+    with pytest.raises(FileNotFoundError, match="run its grid"):
+        publish(readme)
+    readme.write_text("no block\n")
+    with pytest.raises(ValueError, match="no results block"):
+        publish(readme)
