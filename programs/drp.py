@@ -19,6 +19,7 @@ from .calls import StageFailure
 from .formatting import format_contrasts, format_differences, format_history
 from .representatives import SelectRepresentatives
 from .stages import Extract, Generate, Stage, Summarize, Validate
+from .style import Style, describe_style
 from .usage import Usage
 
 STAGES: tuple[str, ...] = tuple(stage.name for stage in (Extract, Validate, Summarize, Generate))
@@ -46,6 +47,10 @@ class DRPConfig:
         "method_only": True})
     length_hint: bool = field(default=False, metadata={
         "help": "beyond the paper: tell Generate the median length of the past reviews it is shown"})
+    style_hint: bool = field(default=False, metadata={
+        "help": "beyond the paper: tell Generate the user's style measured in code (review and sentence length, "
+                "exclamation, first-person and capitals habits), lengths against the representatives' reviews "
+                "where the method compares"})
     past_reviews: Literal["block", "demos"] = field(default="block", metadata={
         "help": "how Generate sees the past reviews: one text block (the paper), or beyond the paper as earlier "
                 "chat turns, each item answered with the user's own review (few-shot demos)"})
@@ -92,7 +97,8 @@ class DRP(dspy.Module):
         self.extract = Extract(config.dimensions, config.attempts)
         self.validate = Validate(config.attempts)
         self.summarize = Summarize(config.attempts)
-        self.generate = Generate(config.contrast, config.attempts, config.length_hint, config.past_reviews)
+        self.generate = Generate(config.contrast, config.attempts, config.length_hint, config.past_reviews,
+                                 config.style_hint)
 
     def stages(self) -> dict[str, Stage]:
         """The stage modules by name, in pipeline order."""
@@ -124,6 +130,7 @@ class DRP(dspy.Module):
                 task.item, task.history, summary, task.target.rating, task.target.title, usage=usage,
                 sources=[review.text for _, review in task.history] + [summary, task.item.description],
                 length=typical_length(task) if self.config.length_hint else None, budget=review_budget(task),
+                style=measured_style(task, compared) if self.config.style_hint else None,
             )
         except StageFailure as failure:  # no review: the sample fails, with everything it produced kept
             failures.append(failure.record())
@@ -172,6 +179,16 @@ def review_budget(task: ReviewTask) -> int | None:
     format; None without past reviews. From the user's history only, never from the target."""
     counts = [len(review.text.split()) for _, review in task.history]
     return max(MIN_REVIEW_BUDGET, round(2 * TOKENS_PER_WORD * max(counts)) + 32) if counts else None
+
+
+def measured_style(task: ReviewTask, compared: list[ComparedItem]) -> str:
+    """The user's style from every review of theirs the sample holds (history and compared items), against the
+    representatives' reviews of the compared items if there are any; never from the target."""
+    own = [review.text for _, review in task.history] + [c.comparison.user_review.text for c in compared]
+    user = Style.measure(own)
+    if user is None:
+        return "(no past reviews to measure)"
+    return describe_style(user, Style.measure([review.text for c in compared for review in c.others]))
 
 
 def typical_length(task: ReviewTask) -> str:

@@ -122,12 +122,15 @@ class Generate(Stage):
     answer_tokens = 512  # a review, when no past review gives this user's length (`review_budget`)
 
     def __init__(self, contrastive: bool = False, attempts: int = 3, length_hint: bool = False,
-                 past_reviews: Literal["block", "demos"] = "block"):
+                 past_reviews: Literal["block", "demos"] = "block", style_hint: bool = False):
         super().__init__(attempts)
         signature = GenerateContrastiveReview if contrastive else GenerateReview
         if length_hint:
             signature = signature.insert(-1, "review_length", dspy.InputField(
                 desc="how long this user's reviews are: write about this many words"), type_=str)
+        if style_hint:
+            signature = signature.insert(-1, "writing_style", dspy.InputField(
+                desc="the user's style measured from their past reviews: follow it, length above all"), type_=str)
         if past_reviews == "demos":  # the past reviews come as earlier turns of the conversation
             signature = signature.delete("past_reviews")
         self.predict = dspy.Predict(signature)
@@ -136,7 +139,7 @@ class Generate(Stage):
 
     def forward(self, item: Item, history: Sequence[tuple[Item, Review]], profile: str, rating: float,
                 review_title: str, usage: Usage, sources: list[str], length: str | None = None,
-                budget: int | None = None) -> str:
+                budget: int | None = None, style: str | None = None) -> str:
         def not_a_review(prediction: dspy.Prediction) -> str | None:
             # the instruction as it is now (an optimizer may have changed it) is in the prompt too
             return review_problem(prediction.review, [*sources, self.predict.signature.instructions])
@@ -153,4 +156,5 @@ class Generate(Stage):
             self.name, self.predict, usage, self.attempts, check=not_a_review, soft_check=too_short,
             max_tokens=self.budget(budget), item=format_item(item), rating=rating, review_title=review_title, **context,
             **{self.profile_field: profile}, **({"review_length": length} if length is not None else {}),
+            **({"writing_style": style} if style is not None else {}),
         ).review.strip()

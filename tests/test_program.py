@@ -406,3 +406,30 @@ def test_a_review_far_shorter_than_the_users_is_retried_and_kept_if_nothing_bett
     with dspy.context(lm=DummyLM([{"review": f"LOVED it!!! wow {i}"} for i in range(4)])):
         review = Generate(attempts=4)(task.item, task.history, "s", 5.0, "ok", usage=usage, sources=[])
     assert review == "LOVED it!!! wow 3" and usage.stages["generate"]["calls"] == 4  # short, but no failure
+
+
+def test_style_is_measured_in_code_from_the_users_reviews_against_the_representatives():
+    from drpkit.programs.style import Style, describe_style
+
+    user = Style.measure(["I LOVE it! I really do. Best album ever!", "My favourite band! WOW. I play it daily!"])
+    assert user.words == 8.5 and user.exclamations > 10 and user.first_person > 10 and user.capitals > 5
+    others = Style.measure(["A long and careful review " * 8, "Another considered review of the record " * 6])
+    text = describe_style(user, others)
+    assert text.startswith("reviews of about 8 words (shorter than other reviewers of the same items: about ")
+    assert "exclamation marks: often" in text and "words in all capitals: often" in text
+    assert describe_style(user).startswith("reviews of about 8 words; sentences of about 3 words;")
+    assert Style.measure(["", "!!!"]) is None
+
+
+def test_style_hint_reaches_generate_from_history_and_representatives_only(tiny_data):
+    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=1, m=4)
+    lms = stage_lms()
+    program = DRP(DRPConfig(selection="random", style_hint=True))
+    program.set_stage_lms(lms)
+    program(task=task)
+    prompt = lms["generate"].history[-1]["messages"][-1]["content"]
+    assert "[[ ## writing_style ## ]]\nreviews of about 13 words (like other reviewers of the same items: about " in prompt
+    assert "exclamation marks: often" in prompt
+    from drpkit.programs import METHODS
+    with pytest.raises(ValueError, match=r"non-p shows no past reviews .*\(style_hint\)"):
+        METHODS["non-p"].apply(DRPConfig(style_hint=True), 8, 8)
