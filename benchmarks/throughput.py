@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from drpkit.runner import CONCURRENCY
-from drpkit.serving import PROMPT_ORDERS
+from drpkit.serving import ADAPTERS, PROMPT_ORDERS
 
 COUNTERS = {
     "prompt_tokens": "vllm:prompt_tokens_total",
@@ -59,13 +59,15 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--num-compared", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     parser.add_argument("--prompt-order", choices=PROMPT_ORDERS, default=PROMPT_ORDERS[0])
+    parser.add_argument("--adapter", choices=sorted(ADAPTERS), default="json")
     parser.add_argument("--api-base", default="http://127.0.0.1:8000/v1")
     parser.add_argument("--model", default="drp-default")
     parser.add_argument("--replay", choices=["both", "parallel", "none"], default="both",
                         help="replay at concurrency 1 and --concurrency (both), at --concurrency only, or not at all")
     parser.add_argument("--requests", default=None, metavar="REQUESTS.jsonl",
                         help="replay the requests an earlier run recorded (its --out) instead of running the program: "
-                             "the same work against another server or server setting")
+                             "the same work against another server or server setting; the program phase that "
+                             "recorded them (phases.json beside it) is reported with the replay")
     parser.add_argument("--out", default=None, help="folder for the run and requests.jsonl (default: a temporary one)")
     return parser.parse_args()
 
@@ -126,13 +128,13 @@ def run_program(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any
     from drpkit.runner import RunSettings, run
     from drpkit.serving import LMSpec, StageLMs, configure_dspy
 
-    configure_dspy("json", args.prompt_order)
+    configure_dspy(args.adapter, args.prompt_order)
     dspy.configure(max_history_size=1_000_000)
     data = load_reviews(SAMPLE_DIR if args.data == "sample" else args.data)
     lms = StageLMs(LMSpec(model=args.model, api_base=args.api_base))
     settings = RunSettings.for_method(args.method, DRPConfig(), args.num_retrieved, args.num_compared, lms,
                                       data=args.data, split=args.split, limit=args.limit,
-                                      prompt_order=args.prompt_order)
+                                      adapter=args.adapter, prompt_order=args.prompt_order)
     program = DRP(settings.program)
     built = lms.build(STAGES)
     program.set_stage_lms(built)
@@ -185,8 +187,16 @@ def main() -> None:
             nonlocal requests, metrics
             requests, metrics = run_program(args, out)
 
+        def save() -> None:  # after every phase: a stopped benchmark keeps what it measured
+            (out / "phases.json").write_text(json.dumps({"phases": phases, "metrics": metrics}, indent=2))
+
         if args.requests:
             requests = [json.loads(line) for line in Path(args.requests).read_text().splitlines() if line.strip()]
+            earlier = Path(args.requests).with_name("phases.json")
+            if earlier.exists():
+                recorded = json.loads(earlier.read_text())
+                metrics = recorded["metrics"]
+                phases |= {name: phase for name, phase in recorded["phases"].items() if name.startswith("program")}
         else:
             print(f"program: {args.limit} samples of {args.data} ({args.split}), {args.method}, "
                   f"concurrency {args.concurrency}", file=sys.stderr)
@@ -194,10 +204,12 @@ def main() -> None:
             with open(out / "requests.jsonl", "w", encoding="utf-8") as sink:
                 for request in requests:
                     sink.write(json.dumps(request) + "\n")
+            save()
         for concurrency in {"both": [1, args.concurrency], "parallel": [args.concurrency], "none": []}[args.replay]:
             print(f"replay: {len(requests)} requests at concurrency {concurrency}", file=sys.stderr)
             phases[f"replay, concurrency {concurrency}"] = measured(
                 args.api_base, lambda c=concurrency: replay(args, requests, c))
+            save()
 
     ran = phases.get(f"program, concurrency {args.concurrency}")
     replayed = phases.get(f"replay, concurrency {args.concurrency}")
