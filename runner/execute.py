@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import re
 import sys
 import threading
 import time
@@ -162,9 +163,23 @@ def write_metrics(out: Path, keys: list[SampleKey]) -> dict[str, Any]:
         # each row keeps the time of the run that produced it, so a resumed run reports its own cost
         "seconds_per_sample": round(sum(row.seconds for row in selected) / max(n, 1), 2),
         "usage_per_sample": Usage.sum(row.usage for row in selected).per(n),
+        "first_answers": {stage: first_answer_problems(selected, stage) for stage in ("summarize", "generate")},
     }
     write_json(out / METRICS, metrics)
     return metrics
+
+
+def first_answer_problems(rows: list[PredictionRow], stage: str) -> dict[str, Any]:
+    """How the first answer of a stage called once per sample went: the samples that called it, and what was
+    wrong with the first answer, by kind (numbers masked), e.g. refusals among first reviews."""
+    called = [row for row in rows if row.usage.get(stage, {}).get("calls")]
+    kinds: dict[str, int] = {}
+    for row in called:
+        first = next((retry["problem"] for retry in row.retries if retry["stage"] == stage), None)
+        if first is not None:
+            kind = re.sub(r"\d+", "N", first.split(":", 1)[0])
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return {"samples": len(called), "problems": dict(sorted(kinds.items(), key=lambda item: -item[1]))}
 
 
 def score_rows(rows: list[PredictionRow]) -> Scores:

@@ -219,3 +219,12 @@ def test_the_settings_adapter_reaches_every_worker_thread(tiny_data, tmp_path):
 def test_unknown_adapter_is_refused():
     with pytest.raises(ValueError, match="adapter: expected one of"):
         RunSettings(data="tiny", adapter="xml")
+
+
+def test_metrics_count_what_was_wrong_with_first_answers(tiny_data, tmp_path):
+    refusal = {"review": "I'm sorry, but I can't assist with that request."}
+    program, _ = make_program(generate=[refusal, {"review": REVIEW}] * 2 + [{"review": REVIEW}] * 100)
+    metrics = run(program, tiny_data, settings(limit=4), tmp_path, concurrency=1)
+    first = metrics["first_answers"]["generate"]
+    assert first == {"samples": 4, "problems": {"a refusal, not an answer": 2}}
+    assert metrics["first_answers"]["summarize"]["samples"] == 4
