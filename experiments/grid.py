@@ -27,9 +27,12 @@ BASE = "base"  # the variant without overrides: the method as published
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+EXTERNAL = "external"  # the variant of a row scored from a predictions file made outside the program
+
+
 def row_name(method: str, variant: str) -> str:
-    """How a grid names a table row: the method as published, or `method/variant`."""
-    return method if variant == BASE else f"{method}/{variant}"
+    """How a grid names a table row: the method as published (or an external row's name), or `method/variant`."""
+    return method if variant in (BASE, EXTERNAL) else f"{method}/{variant}"
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,22 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class External:
+    """A row made outside the program (a hand-written prompt sent raw, say), scored on the grid's samples of
+    `data`: the latest row of each sample in `predictions` (a `predictions.jsonl`, relative to the output folder)."""
+
+    name: str
+    data: str
+    model: str
+    predictions: str
+    temperature: float = 0.0
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-{EXTERNAL}-{self.model}-t{self.temperature:g}-{self.data}"
+
+
+@dataclass(frozen=True)
 class Cell:
     """One run: a method's variant with one model at one temperature on one data set."""
 
@@ -86,6 +105,7 @@ class Grid:
     options: Mapping[str, Any]  # [run]: shared by every cell
     embedder: str | None = None
     baselines: tuple[str, ...] = ()  # rows every other row is compared with (paired bootstrap), by `row_name`
+    externals: tuple[External, ...] = ()
 
     def rows(self) -> list[tuple[str, Variant]]:
         """(method, variant) in table order: each method as published, then its variants."""
@@ -118,7 +138,8 @@ def load_grid(path: str | Path) -> Grid:
     moved = {"adapter", "prompt_order"} & set(spec)
     if moved:
         raise ValueError(f"{sorted(moved)}: set these under [run] (or in a variant), not at the grid's top level")
-    _known(spec, {"methods", "variants", "models", "temperatures", "data", "run", "embedder", "baseline"}, "the grid")
+    _known(spec, {"methods", "variants", "models", "temperatures", "data", "run", "embedder", "baseline", "external"},
+           "the grid")
     methods = tuple(spec.get("methods") or ())
     if not methods or set(methods) - set(METHODS):
         raise ValueError(f"methods: expected a list of {sorted(METHODS)}, got {methods!r}")
@@ -144,10 +165,22 @@ def load_grid(path: str | Path) -> Grid:
         data.append(DataSpec(name=name, **table))
     if not data:
         raise ValueError("the grid has no [data.NAME] table")
+    externals = []
+    for name, table in spec.get("external", {}).items():
+        _name(name, "external row")
+        _known(table, {"data", "model", "predictions", "temperature"}, f"external {name!r}")
+        table = {"data": data[0].name, "model": next(iter(models)), **table}
+        if "predictions" not in table or table["data"] not in {d.name for d in data} or table["model"] not in models:
+            raise ValueError(f"external {name!r}: needs `predictions` (a predictions.jsonl under the output folder), "
+                             "and `data` and `model` naming the grid's")
+        externals.append(External(name, **table))
+    if {e.name for e in externals} & set(methods):
+        raise ValueError("an external row is named like a method of the grid")
     baselines = spec.get("baseline", [])
     baselines = tuple([baselines] if isinstance(baselines, str) else baselines)
-    grid = Grid(methods, tuple(variants), models, temperatures, tuple(data), options, spec.get("embedder"), baselines)
-    names = [row_name(method, variant.name) for method, variant in grid.rows()]
+    grid = Grid(methods, tuple(variants), models, temperatures, tuple(data), options, spec.get("embedder"), baselines,
+                tuple(externals))
+    names = [row_name(method, variant.name) for method, variant in grid.rows()] + [e.name for e in externals]
     if set(baselines) - set(names):
         raise ValueError(f"baseline: {sorted(set(baselines) - set(names))} name no row of the grid; rows: {names}")
     grid.cells()  # every cell's settings are valid, before anything runs

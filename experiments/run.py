@@ -13,7 +13,8 @@ from ..data.loading import ReviewData
 from ..data.representatives import Embedder
 from ..programs import DRP, STAGES
 from ..runner import (CONCURRENCY, PREDICTIONS, RUN_RECORD, PredictionRow, build_tasks, check_settings, read_rows, run,
-                      sample_keys, scored_rows, unfinished, write_metrics)
+                      metrics_of, sample_keys, scored_rows, unfinished,
+                      write_metrics)
 from ..serving import StageLMs
 from .grid import Grid
 from .table import compare_rows, render_comparisons_csv, render_csv, render_markdown, table_rows
@@ -52,6 +53,13 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build
         program.set_stage_lms(build_lms(cell.lms))
         metrics[cell.id] = run(program, data, cell.settings, folder, concurrency=concurrency)
         predictions[cell.id] = scored_rows(folder, sample_keys(*build_tasks(data, cell.settings)))
+    for external in grid.externals:  # rows made outside the program, scored on the same samples
+        cell = next(c for c in grid.cells() if c.data.name == external.data)
+        path = out / external.predictions
+        if path.exists():
+            keys = sample_keys(*build_tasks(loaded[(cell.data.source, cell.data.category)], cell.settings))
+            predictions[external.id] = scored_rows(path.parent, keys, path.name)
+            metrics[external.id] = metrics_of(predictions[external.id])
     rows = table_rows(grid, metrics)
     comparisons = compare_rows(grid, rows, predictions)
     markdown = render_markdown(grid, rows, metrics, comparisons)

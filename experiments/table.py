@@ -13,7 +13,7 @@ from typing import Any
 from ..metrics import DIAGNOSTICS, METRICS, SCALES, SCORES, Difference, PairedBootstrap
 from ..programs import STAGES, Usage
 from ..runner import PredictionRow
-from .grid import DataSpec, Grid, row_name
+from .grid import EXTERNAL, DataSpec, Grid, row_name
 
 COSTS = {"calls": "LLM calls", "prompt_tokens": "prompt tokens", "completion_tokens": "completion tokens",
          "seconds": "seconds"}
@@ -99,6 +99,12 @@ def table_rows(grid: Grid, metrics: Mapping[str, Mapping[str, Any]]) -> list[Row
                         {key: tuple(values[key] for values in per_cell) for key in per_cell[0]},
                         samples=metrics[ids[0]]["samples"], failed=sum(metrics[i]["failed"] for i in ids),
                     ))
+            for external in grid.externals:
+                if (external.data, external.model) == (data.name, model) and external.id in metrics:
+                    values = _cell_values(metrics[external.id])
+                    block.append(Row(data, model, external.name, EXTERNAL, (external.temperature,), (external.id,),
+                                     {key: (value,) for key, value in values.items()},
+                                     samples=metrics[external.id]["samples"], failed=metrics[external.id]["failed"]))
             best = {key: max((row.mean(key) for row in block), default=0.0) for key in SCORES}
             rows += [replace(row, best=tuple(k for k in SCORES if row.mean(k) == best[k])) for row in block]
     return rows
@@ -173,7 +179,7 @@ def render_markdown(grid: Grid, rows: list[Row], metrics: Mapping[str, Mapping[s
             lms = grid.models[model]
             lines += ["", "Model " + model + ": " + "; ".join(
                 f"{stage} `{lms[stage].model}` at {lms[stage].api_base}" for stage in STAGES) + "."]
-    missing = [cell.id for cell in grid.cells() if cell.id not in metrics]
+    missing = [cell.id for cell in [*grid.cells(), *grid.externals] if cell.id not in metrics]
     if missing:
         lines += ["", "Not run yet (no row above): " + ", ".join(f"`{i}`" for i in missing) + "."]
     variants = [f"`{v.name}` = {dict(v.options)}" for v in grid.variants]

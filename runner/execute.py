@@ -146,17 +146,23 @@ def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concu
     return write_metrics(out, sample_keys(tasks, unusable))
 
 
-def scored_rows(out: Path, keys: list[SampleKey]) -> list[PredictionRow]:
+def scored_rows(out: Path, keys: list[SampleKey], name: str = PREDICTIONS) -> list[PredictionRow]:
     """The latest row of each of `keys` that a run folder holds, in the order of `keys`: what its metrics score."""
-    rows = read_rows(out / PREDICTIONS)
+    rows = read_rows(out / name)
     return [row for key in keys if (row := latest(rows, key)) is not None]
 
 
 def write_metrics(out: Path, keys: list[SampleKey]) -> dict[str, Any]:
-    """Score the latest row of each sample; failed samples count as empty predictions and are reported."""
-    selected = scored_rows(out, keys)
+    """Score the latest row of each sample into `metrics.json`; returns the metrics."""
+    metrics = metrics_of(scored_rows(out, keys))
+    write_json(out / METRICS, metrics)
+    return metrics
+
+
+def metrics_of(selected: list[PredictionRow]) -> dict[str, Any]:
+    """Scores and costs of the rows; failed samples count as empty predictions and are reported."""
     n = len(selected)
-    metrics = score_rows(selected).as_dict() | {
+    return score_rows(selected).as_dict() | {
         "samples": n,
         "failed": sum(row.status != "ok" for row in selected),
         "errors": sum(row.status == "error" for row in selected),  # not finished: rerun to retry them
@@ -165,8 +171,6 @@ def write_metrics(out: Path, keys: list[SampleKey]) -> dict[str, Any]:
         "usage_per_sample": Usage.sum(row.usage for row in selected).per(n),
         "first_answers": {stage: first_answer_problems(selected, stage) for stage in ("summarize", "generate")},
     }
-    write_json(out / METRICS, metrics)
-    return metrics
 
 
 def first_answer_problems(rows: list[PredictionRow], stage: str) -> dict[str, Any]:

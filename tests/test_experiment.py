@@ -215,3 +215,30 @@ def test_publish_names_a_missing_results_file(tmp_path):
     readme.write_text("no block\n")
     with pytest.raises(ValueError, match="no results block"):
         publish(readme)
+
+
+def test_an_external_predictions_file_is_a_row_compared_like_the_others(grid_file, tmp_path):
+    grid = GRID.replace("temperatures = [[0, 0.5]]", "temperatures = [0]")
+    grid_file.write_text('baseline = ["plain"]\n' + grid + '\n[external.plain]\npredictions = "plain/predictions.jsonl"\n')
+    out = tmp_path / "out"
+    run_grid(load_grid(grid_file), out, build_lms=CountingLMs())
+    # rows made outside the program: here a copy of the non-p cell's, and one row of no sample of the grid
+    (out / "plain").mkdir()
+    rows = (out / "non-p-base-small-t0-sample" / PREDICTIONS).read_text()
+    stray = json.dumps({"user_id": "nobody", "asin": "x", "status": "ok", "prediction": "x", "reference": "y"})
+    (out / "plain" / PREDICTIONS).write_text(rows + stray + "\n")
+    table = run_grid(load_grid(grid_file), out, build_lms=CountingLMs(), compute=False)
+    cells = {line.split("|")[1].strip(): line.split("|") for line in table.splitlines()
+             if line.startswith(("| plain | external |", "| non-p | base |"))}
+    assert cells["plain"][4:8] == cells["non-p"][4:8]  # the same predictions, the same scores
+    assert cells["plain"][-3].strip() == "2"  # the grid's two samples, not the stray row
+    comparisons = list(csv.DictReader(io.StringIO((out / "comparisons.csv").read_text())))
+    assert {r["row"] for r in comparisons} == {"non-p", "cicl", "drp", "drp/no-validate"}
+    assert all(float(r["delta"]) == 0 and r["significant"] == "0" for r in comparisons if r["row"] == "non-p")
+    assert "Against `plain`" in table
+
+
+def test_external_rows_are_checked(grid_file):
+    grid_file.write_text(GRID + '\n[external.plain]\ndata = "other"\npredictions = "p.jsonl"\n')
+    with pytest.raises(ValueError, match="external 'plain': needs `predictions`"):
+        load_grid(grid_file)
