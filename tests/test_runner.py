@@ -228,3 +228,20 @@ def test_metrics_count_what_was_wrong_with_first_answers(tiny_data, tmp_path):
     first = metrics["first_answers"]["generate"]
     assert first == {"samples": 4, "problems": {"a refusal, not an answer": 2}}
     assert metrics["first_answers"]["summarize"]["samples"] == 4
+
+
+def test_a_run_with_the_default_json_adapter_parses_json_answers(tiny_data, tmp_path):
+    import dspy
+
+    from test_program import FEATURES
+
+    answers = {"extract": {"reasoning": "r", "differences": FEATURES}, "validate": {"reasoning": "r", "keep": [1]},
+               "summarize": {"summary": "Terse, lower-case writer."}, "generate": {"review": REVIEW}}
+    lms = {stage: DummyLM([answer] * 50, adapter=dspy.JSONAdapter()) for stage, answer in answers.items()}
+    program = DRP(DRPConfig(selection="random"))
+    program.set_stage_lms(lms)
+    json_settings = RunSettings(data="tiny", split="test", limit=2, num_retrieved=3, num_compared=1)
+    assert json_settings.adapter == "json"
+    metrics = run(program, tiny_data, json_settings, tmp_path, concurrency=2)
+    assert metrics["failed"] == 0 and metrics["first_answers"]["generate"] == {"samples": 2, "problems": {}}
+    assert '"review"' in lms["generate"].history[0]["messages"][-1]["content"]  # asked for a JSON object
