@@ -26,8 +26,8 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build
              check_servers: Callable[[StageLMs], None] = lambda lms: None, concurrency: int = CONCURRENCY,
              compute: bool = True) -> str:
     """Run every cell into `out/<cell-id>/` (finished samples are reused, not recomputed), then write
-    `results.md`, `results.csv` and (with baselines) `comparisons.csv` to `out`; returns the Markdown. `check_servers` is called before a cell
-    that has samples left to compute. With `compute=False` nothing runs: the table is made from the
+    `results.md`, `results.csv` and (with baselines) `comparisons.csv` to `out`; returns the Markdown.
+    `check_servers` is called before a cell that has samples left to compute. With `compute=False` nothing runs: the table is made from the
     samples already in `out`, and cells without a run are listed as missing."""
     out.mkdir(parents=True, exist_ok=True)
     embedder = Embedder(grid.embedder)  # one model, loaded once if any cell selects with K-means
