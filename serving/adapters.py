@@ -66,15 +66,12 @@ class InputsFirstChatAdapter(InputsFirst, ThinkingChatAdapter):
         return InputsFirstJSONAdapter()
 
 
-_LABEL = re.compile(r"^\s*\**\s*(?:{names})\s*\**\s*:\s*\**\s*", re.IGNORECASE)
-
-
 class TextAdapter(dspy.Adapter):
     """Plain text for a signature that answers one text field (Summarize, Generate); any other signature goes
     to `fallback`. The instruction and the inputs' descriptions make the system message; each input is a
     labelled line or block; few-shot demos are chat turns whose answers are the bare text; the whole completion
-    is the answer. A small model asked for JSON writes short, escaped text and refuses more often; asked for
-    the text itself, with the user's own reviews as earlier turns, it writes at their length and in their voice."""
+    is the answer. Measured on 40 users (README): asked for the text itself instead of a JSON object, the 1.5B
+    model wrote longer reviews and refused half as often."""
 
     def __init__(self, fallback: dspy.Adapter, callbacks: list | None = None):
         super().__init__(callbacks)
@@ -122,7 +119,8 @@ class TextAdapter(dspy.Adapter):
             if name in inputs and inputs[name] is not None:
                 value = inputs[name]
                 value = f"{value:g}" if isinstance(value, float) else str(format_field_value(field, value)).strip()
-                parts.append(f"{self._label(name)}:{chr(10) if chr(10) in value else ' '}{value}")
+                separator = "\n" if "\n" in value else " "  # a block under its label, a line beside it
+                parts.append(f"{self._label(name)}:{separator}{value}")
         return "\n\n".join(part for part in (*parts, suffix) if part).strip()
 
     def format_assistant_message_content(self, signature, outputs, missing_field_message=None) -> str:
@@ -148,8 +146,8 @@ class TextAdapter(dspy.Adapter):
         name = next(iter(signature.output_fields))
         text = strip_thinking(completion).strip()
         # a label the model put before its answer ("Review:", "**Summary:**") is not part of it
-        text = re.compile(_LABEL.pattern.format(names=re.escape(self._label(name))), re.IGNORECASE).sub("", text, 1)
-        return {name: text.strip()}
+        label = rf"^\**\s*{re.escape(self._label(name))}\s*\**\s*:\s*\**\s*"
+        return {name: re.sub(label, "", text, count=1, flags=re.IGNORECASE).strip()}
 
 
 PROMPT_ORDERS = ("inputs-first", "task-first")
