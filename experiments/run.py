@@ -10,11 +10,11 @@ from typing import Any
 import dspy
 
 from ..data.loading import ReviewData
+from ..data.tasks import SampleKey
 from ..data.representatives import Embedder
 from ..programs import DRP, STAGES
-from ..runner import (CONCURRENCY, PREDICTIONS, RUN_RECORD, PredictionRow, build_tasks, check_settings, read_rows, run,
-                      metrics_of, sample_keys, scored_rows, unfinished,
-                      write_metrics)
+from ..runner import (CONCURRENCY, PREDICTIONS, RUN_RECORD, PredictionRow, build_tasks, check_settings, metrics_of,
+                      read_rows, run, sample_keys, scored_rows, unfinished, write_metrics)
 from ..serving import StageLMs
 from .grid import Grid
 from .table import compare_rows, render_comparisons_csv, render_csv, render_markdown, table_rows
@@ -27,38 +27,38 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build
              compute: bool = True) -> str:
     """Run every cell into `out/<cell-id>/` (finished samples are reused, not recomputed), then write
     `results.md`, `results.csv` and (with baselines) `comparisons.csv` to `out`; returns the Markdown.
-    `check_servers` is called before a cell that has samples left to compute. With `compute=False` nothing runs: the table is made from the
-    samples already in `out`, and cells without a run are listed as missing."""
+    `check_servers` is called before a cell that has samples left to compute. With `compute=False` nothing
+    runs: the table is made from the samples already in `out`, and cells without a run are listed as missing."""
     out.mkdir(parents=True, exist_ok=True)
     embedder = Embedder(grid.embedder)  # one model, loaded once if any cell selects with K-means
     loaded: dict[tuple[str, str | None], ReviewData] = {}
     metrics: dict[str, dict[str, Any]] = {}
     predictions: dict[str, list[PredictionRow]] = {}
+    keys: dict[str, list[SampleKey]] = {}  # per data set: its samples, the same for every cell
     for cell in grid.cells():
         source = (cell.data.source, cell.data.category)
         if source not in loaded:
             loaded[source] = cell.data.load()
         data = loaded[source]
         folder = out / cell.id
+        tasks, unusable = build_tasks(data, cell.settings)
+        keys[cell.data.name] = sample_keys(tasks, unusable)
         if not compute:
             if read_rows(folder / PREDICTIONS):  # a cell with at least one finished sample
                 check_settings(folder / RUN_RECORD, cell.settings)
-                keys = sample_keys(*build_tasks(data, cell.settings))
-                metrics[cell.id] = write_metrics(folder, keys)
-                predictions[cell.id] = scored_rows(folder, keys)
+                predictions[cell.id] = scored_rows(folder, keys[cell.data.name])
+                metrics[cell.id] = write_metrics(folder, predictions[cell.id])
             continue
-        if unfinished(build_tasks(data, cell.settings)[0], read_rows(folder / PREDICTIONS)):
+        if unfinished(tasks, read_rows(folder / PREDICTIONS)):
             check_servers(cell.lms)
         program = DRP(cell.settings.program, embedder=embedder)
         program.set_stage_lms(build_lms(cell.lms))
         metrics[cell.id] = run(program, data, cell.settings, folder, concurrency=concurrency)
-        predictions[cell.id] = scored_rows(folder, sample_keys(*build_tasks(data, cell.settings)))
+        predictions[cell.id] = scored_rows(folder, keys[cell.data.name])
     for external in grid.externals:  # rows made outside the program, scored on the same samples
-        cell = next(c for c in grid.cells() if c.data.name == external.data)
         path = out / external.predictions
         if path.exists():
-            keys = sample_keys(*build_tasks(loaded[(cell.data.source, cell.data.category)], cell.settings))
-            predictions[external.id] = scored_rows(path.parent, keys, path.name)
+            predictions[external.id] = scored_rows(path.parent, keys[external.data], path.name)
             metrics[external.id] = metrics_of(predictions[external.id])
     rows = table_rows(grid, metrics)
     comparisons = compare_rows(grid, rows, predictions)

@@ -143,7 +143,7 @@ def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concu
                         keep(future.result())
                 raise
     progress.bar.close()
-    return write_metrics(out, sample_keys(tasks, unusable))
+    return write_metrics(out, scored_rows(out, sample_keys(tasks, unusable)))
 
 
 def scored_rows(out: Path, keys: list[SampleKey], name: str = PREDICTIONS) -> list[PredictionRow]:
@@ -152,9 +152,9 @@ def scored_rows(out: Path, keys: list[SampleKey], name: str = PREDICTIONS) -> li
     return [row for key in keys if (row := latest(rows, key)) is not None]
 
 
-def write_metrics(out: Path, keys: list[SampleKey]) -> dict[str, Any]:
-    """Score the latest row of each sample into `metrics.json`; returns the metrics."""
-    metrics = metrics_of(scored_rows(out, keys))
+def write_metrics(out: Path, rows: list[PredictionRow]) -> dict[str, Any]:
+    """Score a run folder's rows (`scored_rows`) into its `metrics.json`; returns the metrics."""
+    metrics = metrics_of(rows)
     write_json(out / METRICS, metrics)
     return metrics
 
@@ -236,8 +236,8 @@ def compare_files(baseline: str | Path, system: str | Path,
             raise ValueError(f"{baseline} and {system} do not hold the same references line by line")
         matched = list(zip(theirs, ours))
     else:
-        by_key = {key: pair for key, *pair in ((k, p, r) for k, p, r in theirs)}
-        matched = [((key, *by_key[key]), (key, p, r)) for key, p, r in ours if key in by_key]
+        by_key = {pair[0]: pair for pair in theirs}
+        matched = [(by_key[pair[0]], pair) for pair in ours if pair[0] in by_key]
         if not matched:
             raise ValueError(f"{baseline} and {system} have no sample in common")
     differences = (bootstrap or PairedBootstrap()).compare([a[1] or "" for a, _ in matched],
