@@ -31,19 +31,19 @@ def call_stage(
     usage: Usage,
     attempts: int = 3,
     check: Callable[[dspy.Prediction], str | None] | None = None,
-    max_tokens: int | None = None,
+    sampling: dict[str, Any] | None = None,
     soft_check: Callable[[dspy.Prediction], str | None] | None = None,
     **inputs: Any,
 ) -> dspy.Prediction:
     """Run `predictor`, retrying (at a higher temperature, off the cache) while the answer does not
     parse or `check` names a problem with it; raise StageFailure with every problem seen. A problem that
     `soft_check` names is worth a retry but is no failure: when no attempt passes it, the last answer that
-    passed `check` is returned. `max_tokens`, if given, is the answers' budget in place of the LM's."""
+    passed `check` is returned. `sampling` (the stage's `max_tokens`, `extra_body`) overrides the LM's settings."""
     problems: list[str] = []
     acceptable: dspy.Prediction | None = None
-    budget = {"max_tokens": max_tokens} if max_tokens else {}
+    sampling = sampling or {}
     for attempt in range(attempts):
-        config = budget if attempt == 0 else {**budget, "temperature": RETRY_TEMPERATURE, "rollout_id": attempt}
+        config = sampling if attempt == 0 else {**sampling, "temperature": RETRY_TEMPERATURE, "rollout_id": attempt}
         with dspy.track_usage() as tracker:
             try:
                 prediction = predictor(**inputs, config=config)

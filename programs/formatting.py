@@ -46,8 +46,8 @@ def format_differences(per_item: Iterable[tuple[Item, list[DifferenceFeature]]])
 def format_contrasts(per_item: Iterable[tuple[Item, Review, list[Review]]]) -> str:
     """For CICL: each compared item with the user's review as the positive example, the others' as negatives."""
     blocks = [
-        f"{item.title or 'An item'}:\nThe user's review (write like this): {format_review(own)}\n"
-        f"Other users' reviews (not like these):\n{format_others(others)}"
+        f"{item.title or 'An item'}:\nYour review (write like this): {format_review(own)}\n"
+        f"Other customers' reviews (not like these):\n{format_others(others)}"
         for item, own, others in per_item
     ]
     return "\n\n".join(blocks) if blocks else "(no contrast examples)"

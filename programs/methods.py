@@ -22,10 +22,10 @@ class Method:
         """The program config and the retrieval sizes this method runs with."""
         config = replace(config, **self.config)
         num_retrieved = num_retrieved if self.history else 0
-        for hint in ("length_hint", "style_hint"):
+        for hint in ("length_hint", "style_hint", "length_floor"):
             if getattr(config, hint) and num_retrieved == 0:
                 raise ValueError(f"{self.name} shows no past reviews (num_retrieved 0), so it has no length or "
-                                 f"style to hint at ({hint})")
+                                 f"style to go by ({hint})")
         return config, num_retrieved, num_compared if self.compare else 0
 
 

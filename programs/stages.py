@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import dspy
 
@@ -35,12 +35,19 @@ class Stage(dspy.Module):
         super().__init__()
         self.attempts = attempts
 
-    def budget(self, tokens: int | None = None) -> int:
-        """`tokens` (default `answer_tokens`), capped by the max_tokens of the stage's LM."""
+    def sampling(self, tokens: int | None = None, min_tokens: int | None = None) -> dict[str, Any]:
+        """The request settings of a call: at most `tokens` (default `answer_tokens`), capped by the max_tokens
+        of the stage's LM, and, with `min_tokens`, no end before that many (vLLM's `min_tokens`, sent beside the
+        LM's own `extra_body`)."""
         lm = self.predictors()[0].lm or dspy.settings.lm
-        cap = lm.kwargs.get("max_tokens") if lm is not None else None
+        settings = lm.kwargs if lm is not None else {}
+        cap = settings.get("max_tokens")
         wanted = tokens or self.answer_tokens
-        return min(wanted, cap) if cap else wanted
+        sampling: dict[str, Any] = {"max_tokens": min(wanted, cap) if cap else wanted}
+        if min_tokens:
+            extra_body = {**settings.get("extra_body", {}), "min_tokens": min(min_tokens, sampling["max_tokens"])}
+            sampling["extra_body"] = extra_body
+        return sampling
 
 
 def _no_features(prediction: dspy.Prediction) -> str | None:
@@ -60,7 +67,7 @@ class Extract(Stage):
 
     def forward(self, item: Item, user_review: Review, others: list[Review], usage: Usage) -> list[DifferenceFeature]:
         prediction = call_stage(
-            self.name, self.predict, usage, self.attempts, check=_no_features, max_tokens=self.budget(),
+            self.name, self.predict, usage, self.attempts, check=_no_features, sampling=self.sampling(),
             item=format_item(item), user_review=format_review(user_review),
             other_reviews=format_others(others),
         )
@@ -84,7 +91,7 @@ class Validate(Stage):
             return f"kept feature numbers out of range: {bad}" if bad else None
 
         prediction = call_stage(
-            self.name, self.predict, usage, self.attempts, check=out_of_range, max_tokens=self.budget(),
+            self.name, self.predict, usage, self.attempts, check=out_of_range, sampling=self.sampling(),
             item=format_item(item), user_review=format_review(user_review),
             other_reviews=format_others(others), differences=format_numbered_features(features),
         )
@@ -111,7 +118,7 @@ class Summarize(Stage):
                     or copy_problem(prediction.summary, [past_reviews, self.predict.signature.instructions]))
 
         return call_stage(self.name, self.predict, usage, self.attempts, check=not_a_summary,
-                          max_tokens=self.budget(), past_reviews=past_reviews, differences=differences).summary.strip()
+                          sampling=self.sampling(), past_reviews=past_reviews, differences=differences).summary.strip()
 
 
 class Generate(Stage):
@@ -127,19 +134,19 @@ class Generate(Stage):
         signature = GenerateContrastiveReview if contrastive else GenerateReview
         if length_hint:
             signature = signature.insert(-1, "review_length", dspy.InputField(
-                desc="how long this user's reviews are: write about this many words"), type_=str)
+                desc="how long your reviews are: write about this many words"), type_=str)
         if style_hint:
             signature = signature.insert(-1, "writing_style", dspy.InputField(
-                desc="the user's style measured from their past reviews: follow it, length above all"), type_=str)
+                desc="your style, measured from your past reviews: follow it, length above all"), type_=str)
         if past_reviews == "demos":  # the past reviews come as earlier turns of the conversation
             signature = signature.delete("past_reviews")
         self.predict = dspy.Predict(signature)
         self.profile_field = "contrast_examples" if contrastive else "profile_summary"
         self.past_reviews = past_reviews
 
-    def forward(self, item: Item, history: Sequence[tuple[Item, Review]], profile: str, rating: float,
+    def forward(self, item: Item, history: Sequence[tuple[Item, Review]], profile: str | None, rating: float,
                 review_title: str, usage: Usage, sources: list[str], length: str | None = None,
-                budget: int | None = None, style: str | None = None) -> str:
+                budget: int | None = None, style: str | None = None, min_tokens: int | None = None) -> str:
         def not_a_review(prediction: dspy.Prediction) -> str | None:
             # the instruction as it is now (an optimizer may have changed it) is in the prompt too
             return review_problem(prediction.review, [*sources, self.predict.signature.instructions])
@@ -147,14 +154,20 @@ class Generate(Stage):
         def too_short(prediction: dspy.Prediction) -> str | None:  # retried, but better than no review
             return too_short_problem(prediction.review, [review.text for _, review in history])
 
+        inputs = {"item": format_item(item), "rating": rating, "review_title": review_title,
+                  self.profile_field: profile, "review_length": length, "writing_style": style}
         if self.past_reviews == "demos":  # most relevant last, nearest the request
-            context = {"demos": [{"item": format_item(it), "rating": review.rating, "review_title": review.title,
-                                  "review": review.text} for it, review in reversed(history)]}
+            demos = [{"item": format_item(it), "rating": review.rating, "review_title": review.title,
+                      "review": review.text} for it, review in reversed(history)]
         else:
-            context = {"past_reviews": format_history(history)}
+            demos, inputs["past_reviews"] = None, format_history(history) if history else None
+        inputs = {name: value for name, value in inputs.items() if value is not None}
+        # what the method does not have (non-p's history, rag's profile) is left out of the prompt, not shown empty
+        signature = self.predict.signature
+        for name in [name for name in signature.input_fields if name not in inputs]:
+            signature = signature.delete(name)
         return call_stage(
             self.name, self.predict, usage, self.attempts, check=not_a_review, soft_check=too_short,
-            max_tokens=self.budget(budget), item=format_item(item), rating=rating, review_title=review_title, **context,
-            **{self.profile_field: profile}, **({"review_length": length} if length is not None else {}),
-            **({"writing_style": style} if style is not None else {}),
+            sampling=self.sampling(budget, min_tokens), signature=signature,
+            **({"demos": demos} if demos is not None else {}), **inputs,
         ).review.strip()

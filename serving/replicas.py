@@ -55,8 +55,8 @@ class ReplicaEngine(LiteLLMEngine):
         data = self._arguments(request)
         data.pop("cache", None)
         data.pop("num_retries", None)  # the Router retries, on another replica if one fails
-        if self.extra_body:
-            data["extra_body"] = self.extra_body
+        if self.extra_body or "extra_body" in data:  # a call's own extras (a stage's min_tokens) join the engine's
+            data["extra_body"] = {**self.extra_body, **data.get("extra_body", {})}
         data["metadata"] = {"session_id": affinity_key(data["messages"])}
         raw = asyncio.run_coroutine_threadsafe(self.router.acompletion(**data), self._loop).result()
         return self._response(raw, request)

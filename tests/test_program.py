@@ -241,8 +241,12 @@ def test_methods_are_settings_of_the_one_program(tiny_data):
         assert prediction.review == REVIEW
         calls[name] = {stage: usage["calls"] for stage, usage in prediction.usage.items()}
         generate_prompt = lms["generate"].history[0]["messages"][-1]["content"]
-        assert ("(no past reviews)" in generate_prompt) == (name == "non-p")
-        assert ("Other users' reviews (not like these)" in generate_prompt) == (name == "cicl")
+        whole_prompt = "\n".join(message["content"] for message in lms["generate"].history[0]["messages"])
+        # an input the method lacks is not in the prompt at all, neither as a field nor as "(none)"
+        assert ("past_reviews" in whole_prompt) == (name != "non-p")
+        assert ("profile_summary" in whole_prompt) == (name in {"intsum", "dpl", "drp"})
+        assert "(none)" not in whole_prompt
+        assert ("Other customers' reviews (not like these)" in generate_prompt) == (name == "cicl")
     assert calls == {
         "non-p": {"generate": 1},
         "rag": {"generate": 1},
@@ -265,7 +269,7 @@ def test_cicl_contrasts_the_users_reviews_with_the_representatives(tiny_data):
     prompt = messages[-1]["content"]
     for comparison in prediction.comparisons:  # every representative's review is a negative example
         assert len(comparison["representatives"]) == 4 and comparison["differences"] == []
-    assert prompt.count("The user's review (write like this)") == 2 and prompt.count("Other user 4:") == 2
+    assert prompt.count("Your review (write like this)") == 2 and prompt.count("Other user 4:") == 2
     assert "short and blunt album 0. fine." in prompt  # the user's own review of a compared item
 
 
@@ -433,3 +437,26 @@ def test_style_hint_reaches_generate_from_history_and_representatives_only(tiny_
     from drpkit.programs import METHODS
     with pytest.raises(ValueError, match=r"non-p shows no past reviews .*\(style_hint\)"):
         METHODS["non-p"].apply(DRPConfig(style_hint=True), 8, 8)
+
+
+def test_length_floor_asks_the_server_for_min_tokens_from_the_history_beside_the_lms_extras(tiny_data):
+    from drpkit.programs.drp import review_floor
+
+    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    lm = DummyLM([{"review": REVIEW}] * 2, adapter=dspy.ChatAdapter())
+    lm.kwargs["extra_body"] = {"repetition_detection": {"min_count": 3}}
+    program = DRP(DRPConfig(selection="random", summarize=False, length_floor=True))
+    program.set_stage_lms(dict.fromkeys(("extract", "validate", "summarize", "generate"), lm))
+    assert program(task=task).review == REVIEW
+    extra_body = lm.history[-1]["kwargs"]["extra_body"]
+    median = sorted(len(review.text.split()) for _, review in task.history)[1]
+    assert extra_body == {"repetition_detection": {"min_count": 3}, "min_tokens": review_floor(task)}
+    assert 0.5 * median <= review_floor(task) <= median * 1.4  # about 3/4 of the median past review, in tokens
+
+    program = DRP(DRPConfig(selection="random", summarize=False))  # off by default: the paper's setting
+    program.set_stage_lms(dict.fromkeys(("extract", "validate", "summarize", "generate"), lm))
+    program(task=task)
+    assert "min_tokens" not in lm.history[-1]["kwargs"].get("extra_body", {})
+    from drpkit.programs import METHODS
+    with pytest.raises(ValueError, match=r"\(length_floor\)"):
+        METHODS["non-p"].apply(DRPConfig(length_floor=True), 8, 8)
