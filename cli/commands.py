@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     experiment.add_argument("--report-only", action="store_true",
                             help="compute nothing (no server needed): make the table from the runs already in "
                                  "--out, listing the cells not run yet")
+    experiment.add_argument("--only", nargs="+", metavar="ROW", default=None,
+                            help="run only these rows of the table (`method` or `method/variant`); the others enter "
+                                 "the table with what --out already holds")
 
     analyze = sub.add_parser("analyze", help="RQ2: an LLM judges the validated difference features of runs; "
                              "writes analysis.json (UVQ, categories per extractor) and two PNG figures")
@@ -247,14 +250,18 @@ def cmd_optimize(args: argparse.Namespace) -> None:
 
 
 def cmd_experiment(args: argparse.Namespace) -> None:
-    from ..experiments import load_grid, run_grid
+    from ..experiments import load_grid, row_name, run_grid
     from ..serving import configure_dspy
 
     grid = load_grid(args.grid)
     configure_dspy()  # each cell's run sets its own adapter
     out = Path(args.out or Path("runs") / Path(args.grid).stem)
-    print(run_grid(grid, out, check_servers=check_models, concurrency=args.concurrency,
-                   compute=not args.report_only))
+    rows = {row_name(method, variant.name) for method, variant in grid.rows()}
+    if args.only and set(args.only) - rows:
+        raise SystemExit(f"drp experiment: --only {sorted(set(args.only) - rows)}: no such row in {args.grid} "
+                         f"(rows: {', '.join(sorted(rows))})")
+    compute = () if args.report_only else args.only
+    print(run_grid(grid, out, check_servers=check_models, concurrency=args.concurrency, compute=compute))
     print(f"results: {out / 'results.md'}, {out / 'results.csv'}", file=sys.stderr)
 
 

@@ -3,8 +3,8 @@
 paper's RQ2). Ready grids: `grids/`."""
 
 from .analysis import analyze
-from .grid import Grid, load_grid
+from .grid import Grid, load_grid, row_name
 from .publish import publish
 from .run import run_grid
 
-__all__ = ["Grid", "analyze", "load_grid", "publish", "run_grid"]
+__all__ = ["Grid", "analyze", "load_grid", "publish", "row_name", "run_grid"]

@@ -3,7 +3,7 @@ table over them all."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from ..programs import DRP, STAGES
 from ..runner import (CONCURRENCY, PREDICTIONS, RUN_RECORD, PredictionRow, build_tasks, check_settings, metrics_of,
                       read_rows, run, sample_keys, scored_rows, unfinished, write_metrics)
 from ..serving import StageLMs
-from .grid import Grid
+from .grid import Grid, row_name
 from .table import compare_rows, render_comparisons_csv, render_csv, render_markdown, table_rows
 
 LMFactory = Callable[[StageLMs], Mapping[str, dspy.LM]]
@@ -24,11 +24,12 @@ LMFactory = Callable[[StageLMs], Mapping[str, dspy.LM]]
 
 def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build(STAGES),
              check_servers: Callable[[StageLMs], None] = lambda lms: None, concurrency: int = CONCURRENCY,
-             compute: bool = True) -> str:
+             compute: Collection[str] | None = None) -> str:
     """Run every cell into `out/<cell-id>/` (finished samples are reused, not recomputed), then write
     `results.md`, `results.csv` and (with baselines) `comparisons.csv` to `out`; returns the Markdown.
-    `check_servers` is called before a cell that has samples left to compute. With `compute=False` nothing
-    runs: the table is made from the samples already in `out`, and cells without a run are listed as missing."""
+    `check_servers` is called before a cell that has samples left to compute. `compute` names the rows to run
+    (`row_name`s; None: all): the other cells, and with `compute=()` all, run nothing and enter the table with the
+    samples already in `out`; cells without any are listed as missing."""
     out.mkdir(parents=True, exist_ok=True)
     embedder = Embedder(grid.embedder)  # one model, loaded once if any cell selects with K-means
     loaded: dict[tuple[str, str | None], ReviewData] = {}
@@ -43,7 +44,7 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build
         folder = out / cell.id
         tasks, unusable = build_tasks(data, cell.settings)
         keys[cell.data.name] = sample_keys(tasks, unusable)
-        if not compute:
+        if compute is not None and row_name(cell.method, cell.variant) not in compute:
             if read_rows(folder / PREDICTIONS):  # a cell with at least one finished sample
                 check_settings(folder / RUN_RECORD, cell.settings)
                 predictions[cell.id] = scored_rows(folder, keys[cell.data.name])

@@ -92,7 +92,7 @@ def table_rows(grid: Grid, metrics: Mapping[str, Mapping[str, Any]]) -> list[Row
                 for group in grid.temperatures:
                     ids = tuple(grid.cell(method, variant, model, t, data).id for t in group)
                     if any(i not in metrics for i in ids):
-                        continue  # not run yet (a table made with compute=False)
+                        continue  # not run yet (a table made without computing it)
                     per_cell = [_cell_values(metrics[i]) for i in ids]
                     block.append(Row(
                         data, model, method, variant.name, group, ids,

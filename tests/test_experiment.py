@@ -147,6 +147,21 @@ def test_report_only_tabulates_the_finished_cells_without_a_server(grid_file, tm
     assert [r["variant"] for r in rows] == ["base", "base", "base"]
 
 
+def test_only_runs_the_named_rows_and_tabulates_the_rest_from_what_is_there(grid_file, tmp_path, monkeypatch,
+                                                                             capsys):
+    from drpkit.cli import commands as cli
+
+    out = tmp_path / "out"
+    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda *args, **kwargs: None)
+    monkeypatch.setattr(cli, "check_models", lambda lms: None)
+    run_grid(load_grid(grid_file), out, build_lms=CountingLMs(), compute=["non-p", "drp/no-validate"])
+    assert sorted(p.name for p in out.iterdir() if (p / PREDICTIONS).exists()) == [
+        "drp-no-validate-small-t0-sample", "drp-no-validate-small-t0.5-sample",
+        "non-p-base-small-t0-sample", "non-p-base-small-t0.5-sample"]
+    with pytest.raises(SystemExit, match=r"--only \['dpr'\]: no such row"):
+        cli.main(["experiment", str(grid_file), "--out", str(out), "--only", "dpr"])
+
+
 def test_rows_are_compared_with_the_baseline_by_paired_bootstrap(grid_file, tmp_path):
     from drpkit import metrics
 
@@ -227,7 +242,7 @@ def test_an_external_predictions_file_is_a_row_compared_like_the_others(grid_fil
     rows = (out / "non-p-base-small-t0-sample" / PREDICTIONS).read_text()
     stray = json.dumps({"user_id": "nobody", "asin": "x", "status": "ok", "prediction": "x", "reference": "y"})
     (out / "plain" / PREDICTIONS).write_text(rows + stray + "\n")
-    table = run_grid(load_grid(grid_file), out, build_lms=CountingLMs(), compute=False)
+    table = run_grid(load_grid(grid_file), out, build_lms=CountingLMs(), compute=())
     cells = {line.split("|")[1].strip(): line.split("|") for line in table.splitlines()
              if line.startswith(("| plain | external |", "| non-p | base |"))}
     assert cells["plain"][4:8] == cells["non-p"][4:8]  # the same predictions, the same scores
