@@ -220,7 +220,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     built = lms.build(STAGES)
     program.set_stage_lms(built)
     if args.program_state:
-        settings = replace(settings, program_state=load_compiled(program, args.program_state, built))
+        load_compiled(program, args.program_state, built)
     with served(args, lms):
         metrics = run(program, data, settings, Path(args.out), concurrency=args.concurrency)
     print_scores(metrics)

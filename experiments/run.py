@@ -4,6 +4,7 @@ table over them all."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,8 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build
         keys[cell.data.name] = sample_keys(tasks, unusable)
         if compute is not None and row_name(cell.method, cell.variant) not in compute:
             if read_rows(folder / PREDICTIONS):  # a cell with at least one finished sample
-                check_settings(folder / RUN_RECORD, cell.settings)
+                prompts = DRP(cell.settings.program, embedder=embedder).fingerprint()  # as `run` records it
+                check_settings(folder / RUN_RECORD, replace(cell.settings, program_state=prompts))
                 predictions[cell.id] = scored_rows(folder, keys[cell.data.name])
                 metrics[cell.id] = write_metrics(folder, predictions[cell.id])
             continue

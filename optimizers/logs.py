@@ -4,7 +4,6 @@ score (candidates.jsonl)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from pathlib import Path
@@ -17,16 +16,6 @@ from ..data.representatives import Embedder
 from ..data.tasks import ReviewTask
 from ..programs import DRP, DRPConfig, Usage
 from ..runner import JsonlWriter, read_jsonl
-
-
-def fingerprint(program: DRP) -> str:
-    """A hash of everything optimization changes: each stage's signature (instructions, field prefixes) and
-    demos, frozen or not; not its LM (nor what an optimizer attaches to the program, e.g. its trial logs)."""
-    state = {
-        f"{name}.{predictor_name}": {k: v for k, v in predictor.dump_state().items() if k in ("signature", "demos")}
-        for name, stage in program.stages().items() for predictor_name, predictor in stage.named_predictors()
-    }
-    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def stage_instructions(program: DRP) -> dict[str, str]:
@@ -68,7 +57,7 @@ class LoggedDRP(DRP):
         self.log = log
 
     def forward(self, task: ReviewTask) -> dspy.Prediction:
-        candidate, sample = fingerprint(self), str(task.key)
+        candidate, sample = self.fingerprint(), str(task.key)
         if row := self.log.get(candidate, sample):
             return dspy.Prediction(review=row["review"], summary=row["summary"], failures=row["failures"],
                                    comparisons=[], usage={}, config=row["config"], replayed=True)
@@ -101,7 +90,7 @@ class CandidateLog(BaseCallback):
         if outputs is None:
             return
         samples = tuple(str(example.task.key) for example in devset)
-        candidate = fingerprint(program)
+        candidate = program.fingerprint()
         with self.lock:
             if (candidate, samples) in self.seen:
                 return

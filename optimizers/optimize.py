@@ -16,7 +16,7 @@ from ..metrics import score
 from ..programs import DRP, STAGES
 from ..runner import CONCURRENCY, ProgramSettings, check_settings
 from .examples import Portion, make_examples
-from .logs import CandidateLog, EvaluationLog, LoggedDRP, fingerprint, stage_instructions
+from .logs import CandidateLog, EvaluationLog, LoggedDRP, stage_instructions
 from .objective import ReviewMetric
 from .report import write_report
 
@@ -72,12 +72,11 @@ def optimize_only(program: DRP, stages: tuple[str, ...]) -> None:
         stage._compiled = name not in stages
 
 
-def load_compiled(program: DRP, path: str | Path, lms: Mapping[str, dspy.LM]) -> str:
-    """Load a compiled state (`drp optimize`'s program.json) into `program`, attach the configured LMs,
-    and return the state's fingerprint."""
+def load_compiled(program: DRP, path: str | Path, lms: Mapping[str, dspy.LM]) -> None:
+    """Load a compiled state (`drp optimize`'s program.json) into `program` and attach the configured LMs (a run
+    records the state's `DRP.fingerprint`)."""
     program.load(path)
     program.set_stage_lms(lms)
-    return fingerprint(program)
 
 
 def save_compiled(program: DRP, path: Path) -> None:
@@ -159,7 +158,7 @@ def optimize(data: ReviewData, settings: OptimizeSettings, lms: Mapping[str, dsp
     report = {
         "settings": c.record(),
         "program_state": str(out / PROGRAM),
-        "fingerprint": fingerprint(compiled),
+        "fingerprint": compiled.fingerprint(),
         "optimizer": {
             "name": c.optimizer,
             "wall_seconds": round(seconds, 1),

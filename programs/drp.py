@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextvars
+import hashlib
+import json
 import statistics
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -106,6 +108,17 @@ class DRP(dspy.Module):
     def stages(self) -> dict[str, Stage]:
         """The stage modules by name, in pipeline order."""
         return {name: getattr(self, name) for name in STAGES}
+
+    def fingerprint(self) -> str:
+        """A hash of the program's prompts: each stage's signature (instructions, fields) and demos, the defaults or
+        an optimizer's; not its LMs (nor what an optimizer attaches to the program, e.g. its trial logs). Runs
+        record it, so that a folder made with other prompts (an older version, another compiled state) is not
+        resumed as if it were this program's."""
+        state = {
+            f"{name}.{predictor_name}": {k: v for k, v in predictor.dump_state().items() if k in ("signature", "demos")}
+            for name, stage in self.stages().items() for predictor_name, predictor in stage.named_predictors()
+        }
+        return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def set_stage_lms(self, lms: Mapping[str, dspy.LM]) -> None:
         """Attach one LM per stage (keys: `STAGES`)."""

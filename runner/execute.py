@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +106,9 @@ def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path,
         concurrency: int = CONCURRENCY) -> dict[str, Any]:
     """Predict every unfinished sample of the split into `out`, then score them all; returns the metrics. The
     program asks its LMs with the settings' adapter, in every worker thread (each runs in a copy of this
-    context)."""
+    context). The run records the program's prompts (`DRP.fingerprint`): a folder made with others is refused."""
     with dspy.context(adapter=settings.make_adapter()):
-        return _run(program, data, settings, out, concurrency)
+        return _run(program, data, replace(settings, program_state=program.fingerprint()), out, concurrency)
 
 
 def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concurrency: int) -> dict[str, Any]:

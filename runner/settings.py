@@ -72,7 +72,7 @@ class RunSettings(ProgramSettings):
     data: str
     split: str = "test"
     limit: int | None = None
-    program_state: str | None = None  # fingerprint of a compiled program's state (`drp optimize`); None: defaults
+    program_state: str | None = None  # the program's prompts (`DRP.fingerprint`), the defaults' or a compiled state's
 
 
 def _identity(record: dict[str, Any]) -> dict[str, Any]:

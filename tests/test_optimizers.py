@@ -11,7 +11,6 @@ from drpkit.optimizers import (
     OptimizeSettings,
     Portion,
     ReviewMetric,
-    fingerprint,
     load_compiled,
     make_examples,
     optimize,
@@ -136,8 +135,8 @@ def test_compiled_state_loads_with_the_configured_lms(tiny_data, tmp_path):
     report, _, _ = run_optimize(tiny_data, tmp_path)
     program = DRP(DRPConfig(selection="random"))
     lms = {stage: ScriptedLM() for stage in STAGES}
-    state = load_compiled(program, tmp_path / "program.json", lms)
-    assert state == report["fingerprint"] != fingerprint(DRP(DRPConfig(selection="random")))
+    load_compiled(program, tmp_path / "program.json", lms)
+    assert program.fingerprint() == report["fingerprint"] != DRP(DRPConfig(selection="random")).fingerprint()
     assert stage_instructions(program) == {s: texts["after"] for s, texts in report["instructions"].items()}
     assert all(stage.predictors()[0].lm is lms[name] for name, stage in program.stages().items())
     with dspy.context(adapter=dspy.ChatAdapter()):
@@ -162,14 +161,17 @@ def test_rerun_replays_evaluations_and_a_larger_budget_goes_on(tiny_data, tmp_pa
         run_optimize(tiny_data, tmp_path, metric="bleu")
 
 
-def test_run_refuses_to_resume_with_another_program_state(tiny_data, tmp_path):
-    program = DRP(DRPConfig(selection="random"))
+def test_run_refuses_to_resume_a_folder_made_with_other_prompts(tiny_data, tmp_path):
+    settings = RunSettings(data="tiny", limit=1, num_retrieved=3, num_compared=1,
+                           program=DRPConfig(selection="random"), adapter="chat")
+    program = DRP(settings.program)
     program.set_stage_lms({stage: ScriptedLM() for stage in STAGES})
-    base = dict(data="tiny", limit=1, num_retrieved=3, num_compared=1, program=DRPConfig(selection="random"),
-                adapter="chat")
-    run(program, tiny_data, RunSettings(**base, program_state=None), tmp_path, concurrency=1)
-    with pytest.raises(ValueError, match="program_state"):
-        run(program, tiny_data, RunSettings(**base, program_state="0123abcd"), tmp_path, concurrency=1)
+    run(program, tiny_data, settings, tmp_path, concurrency=1)
+    run(program, tiny_data, settings, tmp_path, concurrency=1)  # the same prompts resume
+    generate = program.generate.predict
+    generate.signature = generate.signature.with_instructions("Write the review.")  # a compiled state, a new version
+    with pytest.raises(ValueError, match="other settings \\(program_state\\)"):
+        run(program, tiny_data, settings, tmp_path, concurrency=1)
 
 
 def test_report_tells_a_whitespace_only_change_from_a_new_wording(tmp_path):
