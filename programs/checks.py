@@ -9,7 +9,12 @@ _FIELD_MARKERS = re.compile(
     r"|^\s*review \d+ \(of ",
     re.IGNORECASE | re.MULTILINE,
 )
-_REFUSAL = re.compile(r"^\W*(I'?m sorry|I am sorry|I can(no|')t (assist|help)|As an AI)", re.IGNORECASE)
+_REFUSAL = re.compile(r"^\W*((I'?m|I am) sorry,? (but )?I (can(no|')?t|am unable|won'?t)|I can(no|')t (assist|help)"
+                      r"|As an AI)", re.IGNORECASE)
+# a shop assistant's answer to the customer ("I'm sorry to hear that you didn't enjoy...", "So glad you liked it!"),
+# not the customer's own review
+_REPLY = re.compile(r"^\W*(oh( no)?\W+)?((I'?m|I am|we'?re|we are)\s+)?(so\s+|very\s+|really\s+)?(sorry|glad|happy|thrilled|"
+                    r"excited)\s+(to hear|that you|you)\b|^\W*thank(s| you) for (your|sharing)", re.IGNORECASE)
 COPY_SPAN_WORDS = 12
 MIN_WORDS = 3  # shorter answers count as empty
 COPY_SHARE = 0.5
@@ -28,7 +33,8 @@ def review_problem(review: str | None, sources: list[str]) -> str | None:
         return "empty or too short"
     if _FIELD_MARKERS.search(review):
         return "echoes the prompt's field markers"
-    return refusal_problem(review) or repetition_problem(review) or copy_problem(review, sources)
+    return (refusal_problem(review) or reply_problem(review) or repetition_problem(review)
+            or copy_problem(review, sources))
 
 
 SHORT_SHARE = 0.5
@@ -62,6 +68,10 @@ _FEATURE_LIST = re.compile(r"Definition:|Difference:|^\s*\d+\.\s*\[", re.MULTILI
 def feature_list_problem(text: str) -> str | None:
     """A summary that re-lists the difference features in their prompt format instead of summarizing."""
     return "re-lists the difference features" if _FEATURE_LIST.search(text) else None
+
+
+def reply_problem(text: str) -> str | None:
+    return "a reply to the customer, not their review" if _REPLY.search(text) else None
 
 
 def refusal_problem(text: str) -> str | None:

@@ -152,6 +152,15 @@ def test_review_problem_detects_empty_markers_and_copies():
     assert "refusal" in review_problem("I'm sorry, but I can't assist with that request.", [])
 
 
+def test_a_shop_assistants_reply_is_no_review_but_a_customers_sorry_or_glad_is():
+    for reply in ("I'm sorry to hear that you didn't enjoy The Big Picture.", "Oh no, I'm sorry to hear that!",
+                  "I'm so glad you enjoyed this album! Great choice.", "Thank you for your review of this item."):
+        assert review_problem(reply, []) == "a reply to the customer, not their review"
+    for review in ("I'm sorry, but this album is a bore from start to end.", "I am glad I bought this album.",
+                   "So happy with this purchase, the sound is fine."):
+        assert review_problem(review, []) is None
+
+
 def test_drp_program_end_to_end_keeps_intermediates(tiny_data):
     task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=2, m=4)
     program = DRP(DRPConfig(selection="random"))
