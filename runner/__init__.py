@@ -1,13 +1,18 @@
-"""Running a program over a split: settings records, the prediction row, resumable JSON Lines, metrics files."""
+"""Running a program over a split: settings records, the prediction row, resumable JSON Lines, metrics files,
+output files that survive a kill, and the errors a user can fix."""
 
-from .jsonl import JsonlWriter, read_jsonl, write_json
+from .errors import BadFile, ExpectedError, FolderBusy, SettingsRefused, UsageError, WriteFailed, usage_errors
+from .files import atomic_write, folder_lock, replaced, write_json
+from .jsonl import JsonlWriter, read_jsonl
 from .rows import PREDICTIONS, PredictionRow, read_rows
 from .execute import (CONCURRENCY, METRICS, RUN_RECORD, build_tasks, compare_files, evaluate_file, metrics_of, run,
                       sample_keys, scored_rows, unfinished, write_metrics)
 from .settings import RUN_OPTIONS, ProgramSettings, RunSettings, check_settings
 
 __all__ = [
-    "CONCURRENCY", "JsonlWriter", "METRICS", "PREDICTIONS", "PredictionRow", "ProgramSettings", "RUN_OPTIONS", "RUN_RECORD",
-    "RunSettings", "build_tasks", "check_settings", "compare_files", "evaluate_file", "metrics_of", "read_jsonl", "read_rows", "run",
-    "sample_keys", "scored_rows", "unfinished", "write_json", "write_metrics",
+    "BadFile", "CONCURRENCY", "ExpectedError", "FolderBusy", "JsonlWriter", "METRICS", "PREDICTIONS", "PredictionRow",
+    "ProgramSettings", "RUN_OPTIONS", "RUN_RECORD", "RunSettings", "SettingsRefused", "UsageError", "WriteFailed",
+    "atomic_write", "build_tasks", "check_settings", "compare_files", "evaluate_file", "folder_lock", "metrics_of",
+    "read_jsonl", "read_rows", "replaced", "run", "sample_keys", "scored_rows", "unfinished", "usage_errors",
+    "write_json", "write_metrics",
 ]

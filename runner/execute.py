@@ -19,7 +19,9 @@ from ..data.loading import ReviewData
 from ..data.tasks import ReviewTask, SampleKey
 from ..metrics import Difference, PairedBootstrap, Scores, score
 from ..programs import DRP, Usage
-from .jsonl import JsonlWriter, numbered_rows, write_json
+from .errors import BadFile, UsageError, WriteFailed
+from .files import folder_lock, write_json
+from .jsonl import JsonlWriter, numbered_rows
 from .rows import PREDICTIONS, PredictionRow, latest, read_rows
 from .settings import RunSettings, check_settings
 
@@ -32,7 +34,7 @@ def build_tasks(data: ReviewData, settings: RunSettings) -> tuple[list[ReviewTas
     """Tasks for the split, and a failed row for every sample that cannot be a task (a user without history)."""
     rows = data.rows.get(settings.split)
     if rows is None:
-        raise ValueError(f"split {settings.split!r} is not in the data (have: {sorted(data.rows)})")
+        raise UsageError(f"split {settings.split!r} is not in the data (have: {sorted(data.rows)})")
     rows = rows[: settings.limit] if settings.limit else rows
     tasks, unusable = [], []
     for row in rows:
@@ -106,13 +108,13 @@ def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path,
         concurrency: int = CONCURRENCY) -> dict[str, Any]:
     """Predict every unfinished sample of the split into `out`, then score them all; returns the metrics. The
     program asks its LMs with the settings' adapter, in every worker thread (each runs in a copy of this
-    context). The run records the program's prompts (`DRP.fingerprint`): a folder made with others is refused."""
-    with dspy.context(adapter=settings.make_adapter()):
+    context). The run records the program's prompts (`DRP.fingerprint`): a folder made with others is refused.
+    The folder is locked while the run writes into it: a second run into it is refused."""
+    with dspy.context(adapter=settings.make_adapter()), folder_lock(out):
         return _run(program, data, replace(settings, program_state=program.fingerprint()), out, concurrency)
 
 
 def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concurrency: int) -> dict[str, Any]:
-    out.mkdir(parents=True, exist_ok=True)
     check_settings(out / RUN_RECORD, settings)
     tasks, unusable = build_tasks(data, settings)
     written = read_rows(out / PREDICTIONS)
@@ -135,10 +137,15 @@ def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concu
                 for future in as_completed(futures):
                     keep(future.result())
                     kept.add(future)
-            except BaseException:  # Ctrl-C or SIGTERM: start no new sample, keep those in flight
+            except BaseException as error:  # Ctrl-C, SIGTERM or a failed write: start no new sample
                 running = [f for f in futures if f not in kept and not f.cancel()]
-                print(f"\nstopping: finishing the {sum(not f.done() for f in running)} samples in flight "
-                      "(Ctrl-C again abandons them)", file=sys.stderr)
+                in_flight = sum(not f.done() for f in running)
+                if isinstance(error, WriteFailed):  # nothing more can be kept
+                    print(f"\nstopping: a row could not be written; waiting for the {in_flight} samples in flight "
+                          "to end (unrecorded)", file=sys.stderr)
+                    raise
+                print(f"\nstopping: finishing the {in_flight} samples in flight (Ctrl-C again abandons them)",
+                      file=sys.stderr)
                 for future in as_completed(running):
                     if future.exception() is None:
                         keep(future.result())
@@ -201,7 +208,7 @@ def read_pairs(path: str | Path) -> list[Pair]:
     path = Path(path)
     raw = list(numbered_rows(path))
     if not raw:
-        raise ValueError(f"{path}: no rows to score")
+        raise BadFile(f"{path}: no rows to score")
     if all("user_id" in row and "status" in row for _, row in raw):
         return [(row.key, row.prediction, row.reference) for row in read_rows(path).values()]
     pairs: list[Pair] = []
@@ -209,12 +216,12 @@ def read_pairs(path: str | Path) -> list[Pair]:
         where = f"{path}:{number}"
         for key in ("prediction", "reference"):
             if key not in row:
-                raise ValueError(f"{where}: missing field {key!r}")
+                raise BadFile(f"{where}: missing field {key!r}")
         prediction, reference = row["prediction"], row["reference"]
         if not isinstance(reference, str):
-            raise ValueError(f"{where}: 'reference' must be a string, got {type(reference).__name__}")
+            raise BadFile(f"{where}: 'reference' must be a string, got {type(reference).__name__}")
         if prediction is not None and not isinstance(prediction, str):
-            raise ValueError(f"{where}: 'prediction' must be a string or null, got {type(prediction).__name__}")
+            raise BadFile(f"{where}: 'prediction' must be a string or null, got {type(prediction).__name__}")
         pairs.append((None, prediction, reference))
     return pairs
 
@@ -234,13 +241,13 @@ def compare_files(baseline: str | Path, system: str | Path,
     theirs, ours = read_pairs(baseline), read_pairs(system)
     if any(key is None for key, _, _ in (*theirs, *ours)):
         if len(theirs) != len(ours) or any(a[2] != b[2] for a, b in zip(theirs, ours)):
-            raise ValueError(f"{baseline} and {system} do not hold the same references line by line")
+            raise BadFile(f"{baseline} and {system} do not hold the same references line by line")
         matched = list(zip(theirs, ours))
     else:
         by_key = {pair[0]: pair for pair in theirs}
         matched = [(by_key[pair[0]], pair) for pair in ours if pair[0] in by_key]
         if not matched:
-            raise ValueError(f"{baseline} and {system} have no sample in common")
+            raise BadFile(f"{baseline} and {system} have no sample in common")
     differences = (bootstrap or PairedBootstrap()).compare([a[1] or "" for a, _ in matched],
                                                            [b[1] or "" for _, b in matched],
                                                            [b[2] for _, b in matched])

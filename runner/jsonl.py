@@ -1,5 +1,5 @@
-"""JSON Lines files that survive a kill: every row is appended as one complete line in one write, flushed and
-synced; a reader sets aside a last line cut off mid-write (kept in `<file>.cut`, reported once) instead of
+"""JSON Lines files that survive a kill: every row is appended as one complete line, unbuffered, and synced;
+a reader sets aside a last line cut off mid-write (kept in `<file>.cut`, reported once) instead of
 failing on it, so the rows before it are kept and the file can be appended to again."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .errors import BadFile, WriteFailed
 
 CUT_SUFFIX = ".cut"
 
@@ -37,9 +39,9 @@ def numbered_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg}); fix or remove that line") from None
+            raise BadFile(f"{path}:{number}: not valid JSON ({error.msg}); fix or remove that line") from None
         if not isinstance(row, dict):
-            raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            raise BadFile(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
         yield number, row
 
 
@@ -61,34 +63,31 @@ def _repair_tail(path: Path, text: str, tail: str) -> str:
 
 
 class JsonlWriter:
-    """Appends rows to a JSON Lines file from any thread; use as a context manager."""
+    """Appends rows to a JSON Lines file from any thread; use as a context manager. A row that cannot be written
+    (a full disk) raises WriteFailed: the rows before it are kept, and a part of it is set aside on the next read."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         read_jsonl(self.path)  # a cut-off last line is set aside before anything is appended after it
         self._lock = threading.Lock()
-        self._handle = open(self.path, "a", encoding="utf-8")
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def append(self, row: dict[str, Any]) -> None:
-        line = json.dumps(row, ensure_ascii=False) + "\n"
+        line = memoryview((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
         with self._lock:
-            self._handle.write(line)
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
+            try:
+                while line:  # unbuffered: nothing is left to write again at close after a failure
+                    line = line[os.write(self._fd, line):]
+                os.fsync(self._fd)
+            except OSError as error:
+                raise WriteFailed(f"could not append to {self.path} ({error.strerror or error}); the rows written "
+                                  "before are kept: make room, then rerun the same command to go on") from error
 
     def close(self) -> None:
-        self._handle.close()
+        os.close(self._fd)
 
     def __enter__(self) -> JsonlWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def write_json(path: Path, value: Any) -> None:
-    """A whole-file JSON output, written to a temporary file and renamed: never half written."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from ..data.tasks import SampleKey
+from .errors import BadFile
 from .jsonl import numbered_rows
 
 PREDICTIONS = "predictions.jsonl"
@@ -56,7 +57,7 @@ def read_rows(path: Path) -> dict[SampleKey, PredictionRow]:
         try:
             row = PredictionRow.model_validate(raw)
         except ValueError as error:
-            raise ValueError(f"{path}:{number}: not a prediction row: {error}") from None
+            raise BadFile(f"{path}:{number}: not a prediction row: {error}") from None
         rows[row.key] = row
     return rows
 

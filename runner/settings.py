@@ -14,7 +14,8 @@ from ..data.schema import UserRow
 from ..data.tasks import ReviewTask, build_task
 from ..programs import METHODS, STAGES, DRPConfig
 from ..serving import ADAPTERS, PROMPT_ORDERS, LMSpec, StageLMs
-from .jsonl import write_json
+from .errors import SettingsRefused
+from .files import write_json
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,7 +97,7 @@ def check_settings(path: Path, settings: ProgramSettings) -> None:
         previous = _identity(json.loads(path.read_text(encoding="utf-8")))
         if previous != _identity(record):
             changed = sorted(k for k, v in _identity(record).items() if previous.get(k) != v)
-            raise ValueError(f"{path.parent} holds a run with other settings ({', '.join(changed)}); "
+            raise SettingsRefused(f"{path.parent} holds a run with other settings ({', '.join(changed)}); "
                              "use another output folder")
     else:
         write_json(path, record)
