@@ -277,6 +277,7 @@ def prepare_model(
                 "seconds": round(seconds, 1),
             }
             (tmp / MARKER_NAME).write_text(json.dumps(info, indent=2) + "\n")
+            os.sync()  # every file on disk before the folder's name says it is ready, even after a power cut
             if final.exists():  # an old or half-made folder without a valid marker
                 shutil.rmtree(final)
             os.replace(tmp, final)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..runner import atomic_write
+
 _BLOCK = re.compile(r"(?P<open><!-- results: (?P<source>[^\s>]+) -->\n)(?P<body>.*?)(?P<close><!-- /results -->)",
                     re.DOTALL)
 
@@ -41,5 +43,5 @@ def publish(document: Path) -> list[Path]:
     if not sources:
         raise ValueError(f"{document}: no results block (<!-- results: PATH/results.md --> ... <!-- /results -->)")
     if updated != text:
-        document.write_text(updated, encoding="utf-8")
+        atomic_write(document, updated)
     return sources

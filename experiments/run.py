@@ -14,8 +14,9 @@ from ..data.loading import ReviewData
 from ..data.tasks import SampleKey
 from ..data.representatives import Embedder
 from ..programs import DRP, STAGES
-from ..runner import (CONCURRENCY, PREDICTIONS, RUN_RECORD, PredictionRow, build_tasks, check_settings, metrics_of,
-                      read_rows, run, sample_keys, scored_rows, unfinished, write_metrics)
+from ..runner import (CONCURRENCY, PREDICTIONS, RUN_RECORD, PredictionRow, atomic_write, build_tasks, check_settings,
+                      folder_lock, metrics_of, read_rows, run, sample_keys, scored_rows, unfinished, usage_errors,
+                      write_metrics)
 from ..serving import StageLMs
 from .grid import Grid, row_name
 from .table import compare_rows, render_comparisons_csv, render_csv, render_markdown, table_rows
@@ -30,8 +31,14 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build
     `results.md`, `results.csv` and (with baselines) `comparisons.csv` to `out`; returns the Markdown.
     `check_servers` is called before a cell that has samples left to compute. `compute` names the rows to run
     (`row_name`s; None: all): the other cells, and with `compute=()` all, run nothing and enter the table with the
-    samples already in `out`; cells without any are listed as missing."""
-    out.mkdir(parents=True, exist_ok=True)
+    samples already in `out`; cells without any are listed as missing. `out` is locked meanwhile: a second grid
+    into it is refused."""
+    with folder_lock(out):
+        return _run_grid(grid, out, build_lms, check_servers, concurrency, compute)
+
+
+def _run_grid(grid: Grid, out: Path, build_lms: LMFactory, check_servers: Callable[[StageLMs], None],
+              concurrency: int, compute: Collection[str] | None) -> str:
     embedder = Embedder(grid.embedder)  # one model, loaded once if any cell selects with K-means
     loaded: dict[tuple[str, str | None], ReviewData] = {}
     metrics: dict[str, dict[str, Any]] = {}
@@ -40,7 +47,8 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build
     for cell in grid.cells():
         source = (cell.data.source, cell.data.category)
         if source not in loaded:
-            loaded[source] = cell.data.load()
+            with usage_errors(f"data {cell.data.name!r}"):
+                loaded[source] = cell.data.load()
         data = loaded[source]
         folder = out / cell.id
         tasks, unusable = build_tasks(data, cell.settings)
@@ -66,8 +74,8 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build
     rows = table_rows(grid, metrics)
     comparisons = compare_rows(grid, rows, predictions)
     markdown = render_markdown(grid, rows, metrics, comparisons)
-    (out / "results.md").write_text(markdown, encoding="utf-8")
-    (out / "results.csv").write_text(render_csv(rows), encoding="utf-8")
+    atomic_write(out / "results.md", markdown)
+    atomic_write(out / "results.csv", render_csv(rows))
     if comparisons:
-        (out / "comparisons.csv").write_text(render_comparisons_csv(comparisons), encoding="utf-8")
+        atomic_write(out / "comparisons.csv", render_comparisons_csv(comparisons))
     return markdown

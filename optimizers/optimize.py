@@ -14,7 +14,7 @@ from ..data.loading import ReviewData
 from ..data.representatives import Embedder
 from ..metrics import score
 from ..programs import DRP, STAGES
-from ..runner import CONCURRENCY, ProgramSettings, check_settings
+from ..runner import CONCURRENCY, ProgramSettings, check_settings, folder_lock, replaced
 from .examples import Portion, make_examples
 from .logs import CandidateLog, EvaluationLog, LoggedDRP, stage_instructions
 from .objective import ReviewMetric
@@ -83,7 +83,8 @@ def save_compiled(program: DRP, path: Path) -> None:
     """Save instructions and demos, not LMs: those are the run's to choose (`load_compiled` attaches them)."""
     state = program.deepcopy()
     state.set_lm(None)
-    state.save(path)
+    with replaced(path) as tmp:  # never half written
+        state.save(tmp)
 
 
 def _compile(settings: OptimizeSettings, program: DRP, metric: ReviewMetric, proposer: dspy.LM,
@@ -130,8 +131,13 @@ def optimize(data: ReviewData, settings: OptimizeSettings, lms: Mapping[str, dsp
     state), candidates.jsonl, evaluations.jsonl, report.json and report.md into `out`; return the report.
 
     Rerunning into `out` replays the predictions already made (and GEPA resumes from its log_dir), so an
-    interrupted run goes on where it stopped."""
-    out.mkdir(parents=True, exist_ok=True)
+    interrupted run goes on where it stopped. `out` is locked meanwhile: a second optimization into it is refused."""
+    with folder_lock(out):
+        return _optimize(data, settings, lms, proposer, out, concurrency, embedder)
+
+
+def _optimize(data: ReviewData, settings: OptimizeSettings, lms: Mapping[str, dspy.LM], proposer: dspy.LM,
+              out: Path, concurrency: int, embedder: Embedder | None) -> dict[str, Any]:
     check_settings(out / SETTINGS, settings)
     c = settings
     train, dev, heldout = make_examples(data, [c.train, c.dev, c.heldout], c, c.seed, c.shuffle)

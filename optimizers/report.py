@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..metrics import SCORES
-from ..runner import write_json
+from ..runner import atomic_write, write_json
 
 _SCORES = {**SCORES, "metric": "metric"}
 
@@ -56,4 +56,4 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
         lines += [f"### {stage}", "", _change(stage, texts["before"], texts["after"]), ""]
     lines.append(f"Compiled program: `{report['program_state']}` (fingerprint {report['fingerprint']}); "
                  f"run it with `drp run --program-state {report['program_state']}`.")
-    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write(out / "report.md", "\n".join(lines) + "\n")
