@@ -52,7 +52,8 @@ def sample_keys(tasks: list[ReviewTask], unusable: list[PredictionRow]) -> list[
 
 
 class Progress:
-    """Thread-safe counters behind the progress bar."""
+    """Thread-safe counters behind the progress bar; as a context manager, the bar is closed however the run
+    ends, so that it is not redrawn after the run's last message."""
 
     def __init__(self, total: int, initial: int):
         self.bar = tqdm(total=total, initial=initial, desc="samples", unit="sample", dynamic_ncols=True)
@@ -69,6 +70,12 @@ class Progress:
             self.bar.set_postfix(failed=self.failed, llm_calls=total["calls"],
                                  tokens=total["prompt_tokens"] + total["completion_tokens"])
             self.bar.update(1)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
 
 
 def predict_one(program: DRP, task: ReviewTask) -> PredictionRow:
@@ -119,8 +126,7 @@ def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concu
     tasks, unusable = build_tasks(data, settings)
     written = read_rows(out / PREDICTIONS)
     todo = unfinished(tasks, written)
-    progress = Progress(total=len(tasks), initial=len(tasks) - len(todo))
-    with JsonlWriter(out / PREDICTIONS) as sink:
+    with Progress(total=len(tasks), initial=len(tasks) - len(todo)) as progress, JsonlWriter(out / PREDICTIONS) as sink:
         for row in unusable:
             if latest(written, row.key) is None:
                 sink.append(row.record())
@@ -150,7 +156,6 @@ def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concu
                     if future.exception() is None:
                         keep(future.result())
                 raise
-    progress.bar.close()
     return write_metrics(out, scored_rows(out, sample_keys(tasks, unusable)))
 
 

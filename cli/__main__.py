@@ -1,0 +1,5 @@
+"""`python -m drpkit.cli`: the `drp` command."""
+
+from .commands import main
+
+main()
