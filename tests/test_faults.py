@@ -22,7 +22,8 @@ from drpkit.cli import main
 from drpkit.data import SAMPLE_DIR
 from drpkit.optimizers.optimize import save_compiled
 from drpkit.programs import DRP, STAGES, DRPConfig
-from drpkit.runner import METRICS, PREDICTIONS, UsageError, read_rows
+from drpkit.runner import (METRICS, PREDICTIONS, FolderBusy, UsageError, WriteFailed, folder_lock, read_rows, replaced,
+                           write_json)
 from drpkit.runner.files import LOCK
 from drpkit.serving import LMSpec, StageLMs, VLLMServer, find_free_port
 
@@ -284,3 +285,20 @@ def test_no_api_key_is_written_to_run_records_tables_logs_or_program_state(serve
     program.set_stage_lms(StageLMs(LMSpec(api_key=KEY)).build(STAGES))
     save_compiled(program, tmp_path / "program.json")
     assert KEY not in (tmp_path / "program.json").read_text()
+
+
+def test_a_whole_file_output_is_replaced_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_json(path, {"bleu": 1.0})
+    with pytest.raises(WriteFailed, match="No space left on device"):
+        with replaced(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert json.loads(path.read_text()) == {"bleu": 1.0} and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_a_folder_lock_refuses_a_second_holder_until_released(tmp_path):
+    with folder_lock(tmp_path):
+        with pytest.raises(FolderBusy, match=f"pid {os.getpid()}"), folder_lock(tmp_path):
+            pass
+    with folder_lock(tmp_path):  # released with the first
+        pass
