@@ -175,7 +175,7 @@ def served(args: argparse.Namespace, lms: StageLMs) -> Iterator[None]:
         print(f"starting vLLM ({model}) on port {port}...", file=sys.stderr)
         with VLLMServer(model, served_name=args.model, port=port, max_model_len=args.max_model_len,
                         reasoning_parser=args.reasoning_parser, log_path=args.server_log, dtype=args.dtype) as server:
-            print(f"vLLM ready in {server.startup_seconds:.0f}s", file=sys.stderr)
+            print(f"vLLM ready in {server.startup_seconds:.0f}s (log: {server.log_path})", file=sys.stderr)
             yield
         return
     if missing:
@@ -316,7 +316,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     model = resolve_model(args.serve_model or DEFAULT_MODEL)
     with VLLMServer(model, served_name=args.served_name, port=args.port, max_model_len=args.max_model_len,
                     reasoning_parser=args.reasoning_parser, log_path=args.server_log, dtype=args.dtype) as server:
-        print(f"serving {model} as {args.served_name!r} at {server.base_url} (Ctrl-C stops it)", file=sys.stderr)
+        print(f"serving {model} as {args.served_name!r} at {server.base_url} (Ctrl-C stops it; log: "
+              f"{server.log_path})", file=sys.stderr)
         with contextlib.suppress(KeyboardInterrupt):
             server.wait()
 
