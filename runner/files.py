@@ -46,6 +46,7 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, value: Any) -> None:
+    """A whole-file JSON output (`replaced`)."""
     atomic_write(path, json.dumps(value, indent=2, ensure_ascii=False))
 
 
@@ -54,8 +55,12 @@ def folder_lock(folder: Path) -> Iterator[None]:
     """Hold `folder`'s lock file while writing into it; refuse (FolderBusy, naming the holder's pid) when another
     process holds it. The lock is the kernel's (flock) on an open file, so a process that dies, even killed,
     releases it: the file left behind locks nothing."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise WriteFailed(f"cannot write into {folder} ({error.strerror or error}); choose another output "
+                          "folder") from error
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -303,6 +303,9 @@ def test_a_folder_lock_refuses_a_second_holder_until_released(tmp_path):
             pass
     with folder_lock(tmp_path):  # released with the first
         pass
+    (tmp_path / "file").touch()
+    with pytest.raises(WriteFailed, match="choose another output folder"), folder_lock(tmp_path / "file" / "run"):
+        pass
 
 
 @pytest.mark.live
