@@ -68,9 +68,9 @@ class InputsFirstChatAdapter(InputsFirst, ThinkingChatAdapter):
 
 class TextAdapter(dspy.Adapter):
     """Plain text for a signature that answers one text field (Summarize, Generate); any other signature goes
-    to `fallback`. The instruction and the inputs' descriptions make the system message; each input is a
-    labelled line or block; few-shot demos are chat turns whose answers are the bare text; the whole completion
-    is the answer. Measured on 40 users (README): asked for the text itself instead of a JSON object, the 1.5B
+    to `fallback`. The instruction and the inputs' descriptions make the system message; each user turn gives
+    the inputs as labelled lines or blocks and ends with the request; few-shot demos are such turns answered with
+    the bare text; the whole completion is the answer. Measured on 40 users (README): asked for the text itself instead of a JSON object, the 1.5B
     model wrote longer reviews and refused half as often."""
 
     def __init__(self, fallback: dspy.Adapter, callbacks: list | None = None):
@@ -102,16 +102,16 @@ class TextAdapter(dspy.Adapter):
         return "Each request gives:\n" + "\n".join(lines)
 
     def format_field_structure(self, signature: type[dspy.Signature]) -> str:
-        name, field = next(iter(signature.output_fields.items()))
-        return (f"Answer with the {self._label(name).lower()} itself ({field.json_schema_extra.get('desc', '')}): "
-                "plain text, no label, no heading, nothing before or after it.")
+        """The request that ends every user turn (a demo's too): what to write, and nothing else. Without it the
+        turn is bare data, and the 1.5B model answered it as a message to it ("I'm very good, Dan Epstein.")."""
+        field = next(iter(signature.output_fields.values()))
+        return f"Write {field.json_schema_extra.get('desc', '')}: the text only, no label, no heading."
 
     def format_task_description(self, signature: type[dspy.Signature]) -> str:
         return textwrap.dedent(signature.instructions).strip()
 
     def format_system_message(self, signature: type[dspy.Signature]) -> str:
-        return "\n\n".join((self.format_task_description(signature), self.format_field_description(signature),
-                             self.format_field_structure(signature)))
+        return "\n\n".join((self.format_task_description(signature), self.format_field_description(signature)))
 
     def format_user_message_content(self, signature, inputs, prefix="", suffix="", main_request=False) -> str:
         parts = [prefix]
@@ -121,7 +121,7 @@ class TextAdapter(dspy.Adapter):
                 value = f"{value:g}" if isinstance(value, float) else str(format_field_value(field, value)).strip()
                 separator = "\n" if "\n" in value else " "  # a block under its label, a line beside it
                 parts.append(f"{self._label(name)}:{separator}{value}")
-        return "\n\n".join(part for part in (*parts, suffix) if part).strip()
+        return "\n\n".join(part for part in (*parts, self.format_field_structure(signature), suffix) if part).strip()
 
     def format_assistant_message_content(self, signature, outputs, missing_field_message=None) -> str:
         name = next(iter(signature.output_fields))

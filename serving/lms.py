@@ -54,6 +54,10 @@ class LMSpec:
 
             engine = ReplicaEngine(model, self.servers, self.api_key, self.timeout, extra_body)
             return dspy.LM(model, engine=engine, **sampling)
+        # DSPy imports litellm at the first call; sixteen worker threads making their first calls at once found it
+        # half-initialized ("partially initialized module 'litellm'"): imported here, in the thread that builds
+        import litellm  # noqa: F401
+
         return dspy.LM(model, api_base=self.api_base, api_key=self.api_key, timeout=self.timeout, num_retries=3,
                        **sampling, **({"extra_body": extra_body} if extra_body else {}))
 

@@ -376,7 +376,9 @@ def test_text_adapter_asks_for_and_takes_the_bare_text(tiny_data):
     assert review == REVIEW  # the label the model put first is dropped
     system, user = lm.history[0]["messages"]
     assert system["content"].startswith(GenerateReview.instructions)
-    assert "Answer with the review itself" in system["content"] and "[[ ##" not in system["content"] + user["content"]
+    assert "[[ ##" not in system["content"] + user["content"]
+    # every user turn ends with the request: bare data, the model took it for a message to answer
+    assert user["content"].endswith("\n\nWrite your review's text, in your own voice: the text only, no label, no heading.")
     assert user["content"].startswith("Past reviews:\nReview 1 (of ") and "\n\nRating: 4\n\n" in user["content"]
 
 
@@ -401,7 +403,8 @@ def test_past_reviews_as_demos_are_earlier_turns_answered_with_the_users_reviews
     assert [m["content"] for m in messages[2:7:2]] == [review.text for _, review in reversed(task.history)]
     first_item, first_review = task.history[-1]
     assert messages[1]["content"] == (f"Item: {format_item(first_item)}\n\nRating: {first_review.rating:g}\n\n"
-                                      f"Review title: {first_review.title}")
+                                      f"Review title: {first_review.title}\n\n"
+                                      "Write your review's text, in your own voice: the text only, no label, no heading.")
     assert "Past reviews" not in messages[0]["content"] + messages[-1]["content"]
     assert "Profile summary: summary" in messages[-1]["content"]
 
