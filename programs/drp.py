@@ -109,15 +109,21 @@ class DRP(dspy.Module):
         """The stage modules by name, in pipeline order."""
         return {name: getattr(self, name) for name in STAGES}
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, adapter: dspy.Adapter | None = None) -> str:
         """A hash of the program's prompts: each stage's signature (instructions, fields) and demos, the defaults or
-        an optimizer's; not its LMs (nor what an optimizer attaches to the program, e.g. its trial logs). Runs
-        record it, so that a folder made with other prompts (an older version, another compiled state) is not
-        resumed as if it were this program's."""
-        state = {
-            f"{name}.{predictor_name}": {k: v for k, v in predictor.dump_state().items() if k in ("signature", "demos")}
-            for name, stage in self.stages().items() for predictor_name, predictor in stage.named_predictors()
-        }
+        an optimizer's, and with `adapter` the messages it makes of them (placeholder inputs); not its LMs (nor
+        what an optimizer attaches to the program, e.g. its trial logs). Runs record it, so that a folder made
+        with other prompts (an older version, another compiled state, another adapter) is not resumed as if it
+        were this program's."""
+        state = {}
+        for name, stage in self.stages().items():
+            for predictor_name, predictor in stage.named_predictors():
+                dump = predictor.dump_state()
+                state[f"{name}.{predictor_name}"] = {"signature": dump["signature"], "demos": dump["demos"]}
+                if adapter is not None:
+                    signature = predictor.signature
+                    placeholders = {field: f"{{{field}}}" for field in signature.input_fields}
+                    state[f"{name}.{predictor_name}"]["messages"] = adapter.format(signature, [], placeholders)
         return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def set_stage_lms(self, lms: Mapping[str, dspy.LM]) -> None:

@@ -115,10 +115,11 @@ def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path,
         concurrency: int = CONCURRENCY) -> dict[str, Any]:
     """Predict every unfinished sample of the split into `out`, then score them all; returns the metrics. The
     program asks its LMs with the settings' adapter, in every worker thread (each runs in a copy of this
-    context). The run records the program's prompts (`DRP.fingerprint`): a folder made with others is refused.
-    The folder is locked while the run writes into it: a second run into it is refused."""
-    with dspy.context(adapter=settings.make_adapter()), folder_lock(out):
-        return _run(program, data, replace(settings, program_state=program.fingerprint()), out, concurrency)
+    context). The run records the program's prompts as its adapter writes them (`DRP.fingerprint`): a folder made
+    with others is refused. The folder is locked while the run writes into it: a second run into it is refused."""
+    adapter = settings.make_adapter()
+    with dspy.context(adapter=adapter), folder_lock(out):
+        return _run(program, data, replace(settings, program_state=program.fingerprint(adapter)), out, concurrency)
 
 
 def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concurrency: int) -> dict[str, Any]:

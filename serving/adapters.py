@@ -92,6 +92,12 @@ class TextAdapter(dspy.Adapter):
             return await self.fallback.acall(lm, lm_kwargs, signature, demos, inputs)
         return await super().acall(lm, lm_kwargs, signature, demos, inputs)
 
+    def format(self, signature, demos, inputs):
+        """The messages a call sends: the fallback's for a signature this adapter leaves to it."""
+        if not self.handles(signature):
+            return self.fallback.format(signature, demos, inputs)
+        return super().format(signature, demos, inputs)
+
     @staticmethod
     def _label(name: str) -> str:
         return name.replace("_", " ").capitalize()

@@ -472,3 +472,15 @@ def test_length_floor_asks_the_server_for_min_tokens_from_the_history_beside_the
     from drpkit.programs import METHODS
     with pytest.raises(ValueError, match=r"\(length_floor\)"):
         METHODS["non-p"].apply(DRPConfig(length_floor=True), 8, 8)
+
+
+def test_the_fingerprint_covers_the_prompts_as_the_adapter_writes_them():
+    class Terse(TextAdapter):
+        def format_field_structure(self, signature):
+            return "Go."
+
+    program = DRP(DRPConfig())
+    text = program.fingerprint(TextAdapter(ThinkingJSONAdapter()))
+    assert text == DRP(DRPConfig()).fingerprint(TextAdapter(ThinkingJSONAdapter()))
+    assert text != program.fingerprint(Terse(ThinkingJSONAdapter())) != program.fingerprint()
+    assert program.fingerprint(ThinkingJSONAdapter()) != program.fingerprint(ThinkingChatAdapter())
