@@ -9,12 +9,12 @@ _FIELD_MARKERS = re.compile(
     r"|^\s*review \d+ \(of ",
     re.IGNORECASE | re.MULTILINE,
 )
-_REFUSAL = re.compile(r"^\W*((I'?m|I am) sorry,? (but )?I (can(no|')?t|am unable|won'?t)|I can(no|')t (assist|help)"
-                      r"|As an AI)", re.IGNORECASE)
+_REFUSAL = re.compile(r"^\W*(I'?m|I am) (so |very )?sorry,? (but )?(I|as)\b[^.!?]{0,60}\b(can(no|')?t|can not|am unable"
+                      r"|won'?t)\b|^\W*I can(no|')t (assist|help)|^[^.!?]{0,40}\bas an AI\b", re.IGNORECASE)
 # a shop assistant's answer to the customer ("I'm sorry to hear that you didn't enjoy...", "So glad you liked it!"),
 # not the customer's own review
-_REPLY = re.compile(r"^\W*(oh( no)?\W+)?((I'?m|I am|we'?re|we are)\s+)?(so\s+|very\s+|really\s+)?(sorry|glad|happy|thrilled|"
-                    r"excited)\s+(to hear|that you|you)\b|^\W*thank(s| you) for (your|sharing)", re.IGNORECASE)
+_REPLY = re.compile(r"^\W*(oh( no)?\W+)?((I'?m|I am|we'?re|we are)\s+)?(so\s+|very\s+|really\s+)?"
+                    r"(sorry|glad|happy|thrilled|excited)\s+(to hear|that you|you)\b|^\W*thank(s| you) for (your|sharing)", re.IGNORECASE)
 COPY_SPAN_WORDS = 12
 MIN_WORDS = 3  # shorter answers count as empty
 COPY_SHARE = 0.5

@@ -149,7 +149,11 @@ def test_review_problem_detects_empty_markers_and_copies():
     assert "100% of it copied" in review_problem("the lazy dog while the band plays", [past])
     assert review_problem("fine i guess. skip it.", ["fine i guess. skip track 7."]) is None  # a habit
     assert review_problem(past + " and " + past, []) == "repeats itself"
-    assert "refusal" in review_problem("I'm sorry, but I can't assist with that request.", [])
+    for refusal in ("I'm sorry, but I can't assist with that request.", "I'm so sorry, but I can not assist with that.",
+                    "I'm sorry, but as an AI language model, I cannot review any specific item.",
+                    "As an AI language model, I don't have personal experiences, but here is a review."):
+        assert review_problem(refusal, []) == "a refusal, not an answer"
+    assert review_problem("I'm sorry, but this album is a bore and I can't stand it.", []) is None
 
 
 def test_a_shop_assistants_reply_is_no_review_but_a_customers_sorry_or_glad_is():
@@ -378,7 +382,8 @@ def test_text_adapter_asks_for_and_takes_the_bare_text(tiny_data):
     assert system["content"].startswith(GenerateReview.instructions)
     assert "[[ ##" not in system["content"] + user["content"]
     # every user turn ends with the request: bare data, the model took it for a message to answer
-    assert user["content"].endswith("\n\nWrite your review's text, in your own voice: the text only, no label, no heading.")
+    request = "Write your review's text, in your own voice: the text only, no label, no heading."
+    assert user["content"].endswith("\n\n" + request)
     assert user["content"].startswith("Past reviews:\nReview 1 (of ") and "\n\nRating: 4\n\n" in user["content"]
 
 
@@ -403,8 +408,8 @@ def test_past_reviews_as_demos_are_earlier_turns_answered_with_the_users_reviews
     assert [m["content"] for m in messages[2:7:2]] == [review.text for _, review in reversed(task.history)]
     first_item, first_review = task.history[-1]
     assert messages[1]["content"] == (f"Item: {format_item(first_item)}\n\nRating: {first_review.rating:g}\n\n"
-                                      f"Review title: {first_review.title}\n\n"
-                                      "Write your review's text, in your own voice: the text only, no label, no heading.")
+                                      f"Review title: {first_review.title}\n\nWrite your review's text, in your own "
+                                      "voice: the text only, no label, no heading.")
     assert "Past reviews" not in messages[0]["content"] + messages[-1]["content"]
     assert "Profile summary: summary" in messages[-1]["content"]
 
