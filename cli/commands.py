@@ -8,7 +8,7 @@ import json
 import signal
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -16,7 +16,8 @@ from urllib.parse import urlparse
 from ..assets.models import MODELS, ModelIntegrityError, ModelNotInstalled
 from ..assets.nltk import NltkDataError
 from ..programs import METHODS, STAGES, DRPConfig
-from ..runner import CONCURRENCY, ExpectedError, ProgramSettings, UsageError, usage_errors
+from ..runner import (CONCURRENCY, DEFAULT_PROFILE, PROFILES, ExpectedError, ProgramSettings, UsageError,
+                      profile_options, usage_errors)
 from ..serving import (ADAPTERS, DEFAULT_PORT, DEFAULT_SERVED_NAME, MAX_MODEL_LEN, LMSpec, ServerStartError,
                        ServerUnavailable, StageLMs)
 from .options import add_options, values
@@ -44,8 +45,12 @@ def _add_program_options(parser: argparse.ArgumentParser) -> None:
                         help="'sample' (shipped), a JSONL or save_to_disk folder, or 'hub' (needs --category)")
     parser.add_argument("--category", default=None, help="Books, CDs_and_Vinyl or Movies_and_TV (save_to_disk / hub)")
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="samples in flight at once")
-    add_options(parser, ProgramSettings, method=sorted(METHODS))
-    add_options(parser, DRPConfig)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE,
+                        help="where the program's settings start: paper (the method as published) or cpu (the best "
+                             f"measured with the 1.5B CPU model); options given override it (default {DEFAULT_PROFILE})")
+    profiled = {key for options in PROFILES.values() for key in options}
+    add_options(parser, ProgramSettings, profiled, method=sorted(METHODS))
+    add_options(parser, DRPConfig, profiled)
     add_options(parser, LMSpec)
     parser.add_argument("--embedder", default=None, help="sentence-transformers model name or folder for Step 0")
     parser.add_argument("--stage-lm", action="append", default=[], metavar="STAGE=MODEL[@API_BASE]",
@@ -204,10 +209,15 @@ def _setup(args: argparse.Namespace) -> tuple[ReviewData, dict, StageLMs]:
     print(data.summary(), file=sys.stderr)
     for problem in data.problems[:20]:
         print(f"  skipped: {problem}", file=sys.stderr)
-    configure_dspy(args.adapter, args.prompt_order)
+    given = {key: value for key, value in (values(args, ProgramSettings) | values(args, DRPConfig)).items()
+             if value is not None}  # an option left out that a profile sets is None
+    chosen = profile_options(args.profile, args.method) | given
+    configure_dspy(chosen.get("adapter", "json"), args.prompt_order)
     lms = stage_lms(args)
+    run_fields = {f.name for f in fields(ProgramSettings)}
     with usage_errors("options"):
-        program = values(args, ProgramSettings) | {"program": DRPConfig(**values(args, DRPConfig)), "lms": lms}
+        program = ({key: value for key, value in chosen.items() if key in run_fields}
+                   | {"program": DRPConfig(**{k: v for k, v in chosen.items() if k not in run_fields}), "lms": lms})
     return data, program, lms
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import MISSING, Field, fields
+from collections.abc import Collection
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 
@@ -17,22 +18,30 @@ def option_fields(cls: type) -> list[Field]:
     return [f for f in fields(cls) if "help" in f.metadata and not f.metadata.get("method_only")]
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, **choices: list[str]) -> None:
+def add_options(parser: argparse.ArgumentParser, cls: type, profiled: Collection[str] = (),
+                **choices: list[str]) -> None:
     """One option per field of `option_fields(cls)`: a bool that defaults on becomes `--no-NAME`, one that
-    defaults off `--NAME`; a Literal gives the choices (or `choices[NAME]`)."""
+    defaults off `--NAME`; a Literal gives the choices (or `choices[NAME]`). A field in `profiled` defaults to
+    None, the profile's value (`--profile`), a bool then being `--NAME` / `--no-NAME`."""
     hints = get_type_hints(cls)
     for f in option_fields(cls):
         flag, kind, default, text = "--" + f.name.replace("_", "-"), hints[f.name], _default(f), f.metadata["help"]
+        shown = f"{text} (default {default})"
+        if f.name in profiled:
+            default, text = None, f"{text} (default: --profile's)"
+            shown = text
         if kind is bool:
-            if default:
+            if f.name in profiled:
+                parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+            elif default:
                 parser.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action="store_false", help=text)
             else:
                 parser.add_argument(flag, dest=f.name, action="store_true", help=text)
         elif get_origin(kind) is Literal or f.name in choices:
             options = choices.get(f.name) or list(get_args(kind))
-            parser.add_argument(flag, dest=f.name, choices=options, default=default, help=f"{text} (default {default})")
+            parser.add_argument(flag, dest=f.name, choices=options, default=default, help=shown)
         else:
-            parser.add_argument(flag, dest=f.name, type=kind, default=default, help=f"{text} (default {default})")
+            parser.add_argument(flag, dest=f.name, type=kind, default=default, help=shown)
 
 
 def values(args: argparse.Namespace, cls: type) -> dict[str, Any]:

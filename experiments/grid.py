@@ -13,7 +13,7 @@ from typing import Any
 from ..data import SAMPLE_DIR, load_reviews
 from ..data.loading import ReviewData
 from ..programs import METHODS, STAGES, DRPConfig
-from ..runner import RUN_OPTIONS, RunSettings
+from ..runner import PROFILES, RUN_OPTIONS, RunSettings, profile_options
 from ..serving import LMSpec, StageLMs
 
 if sys.version_info >= (3, 11):
@@ -21,7 +21,8 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-OPTIONS = set(RUN_OPTIONS) | {f.name for f in fields(DRPConfig)}
+OPTIONS = set(RUN_OPTIONS) | {f.name for f in fields(DRPConfig)} | {"profile"}
+GRID_PROFILE = "paper"  # a grid's rows are the methods as published unless [run] or a variant names a profile
 LM_OPTIONS = {f.name for f in fields(LMSpec)} - {"temperature"}  # temperature is a grid axis
 BASE = "base"  # the variant without overrides: the method as published
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -114,11 +115,13 @@ class Grid:
                 if variant.methods is None or method in variant.methods]
 
     def cell(self, method: str, variant: Variant, model: str, temperature: float, data: DataSpec) -> Cell:
-        """The cell's settings: the grid's run options, the variant's overrides, then the method's own."""
+        """The cell's settings: a profile's (the variant's, the grid's, or "paper"), the grid's run options, the
+        variant's overrides, then the method's own."""
         clash = {k for k, v in variant.options.items() if METHODS[method].config.get(k, v) != v}
         if clash:
             raise ValueError(f"variant {variant.name!r} contradicts method {method!r} on {sorted(clash)}")
-        options = {**RUN_OPTIONS, **self.options, **variant.options}
+        options = {**self.options, **variant.options}
+        options = {**RUN_OPTIONS, **profile_options(options.pop("profile", GRID_PROFILE), method), **options}
         run_options = {key: options.pop(key) for key in RUN_OPTIONS}
         lms = self.models[model].with_settings(temperature=temperature)
         settings = RunSettings.for_method(method, DRPConfig(**options), **run_options, lms=lms, data=data.source,
@@ -145,6 +148,9 @@ def load_grid(path: str | Path) -> Grid:
         raise ValueError(f"methods: expected a list of {sorted(METHODS)}, got {methods!r}")
     options = spec.get("run", {})
     _known(options, OPTIONS, "[run]")
+    for table in (options, *spec.get("variants", {}).values()):
+        if "profile" in table and table["profile"] not in PROFILES:
+            raise ValueError(f"profile: expected one of {sorted(PROFILES)}, got {table['profile']!r}")
     variants = []
     for name, table in spec.get("variants", {}).items():
         _name(name, "variant")

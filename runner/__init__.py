@@ -7,12 +7,13 @@ from .jsonl import JsonlWriter, read_jsonl
 from .rows import PREDICTIONS, PredictionRow, read_rows
 from .execute import (CONCURRENCY, METRICS, RUN_RECORD, build_tasks, compare_files, evaluate_file, metrics_of, run,
                       sample_keys, scored_rows, unfinished, write_metrics)
-from .settings import RUN_OPTIONS, ProgramSettings, RunSettings, check_settings
+from .settings import (DEFAULT_PROFILE, PROFILES, RUN_OPTIONS, ProgramSettings, RunSettings, check_settings,
+                       profile_options)
 
 __all__ = [
-    "BadFile", "CONCURRENCY", "ExpectedError", "FolderBusy", "JsonlWriter", "METRICS", "PREDICTIONS", "PredictionRow",
-    "ProgramSettings", "RUN_OPTIONS", "RUN_RECORD", "RunSettings", "SettingsRefused", "UsageError", "WriteFailed",
-    "atomic_write", "build_tasks", "check_settings", "compare_files", "evaluate_file", "folder_lock", "metrics_of",
-    "read_jsonl", "read_rows", "replaced", "run", "sample_keys", "scored_rows", "unfinished", "usage_errors",
-    "write_json", "write_metrics",
+    "BadFile", "CONCURRENCY", "DEFAULT_PROFILE", "ExpectedError", "FolderBusy", "JsonlWriter", "METRICS", "PREDICTIONS",
+    "PROFILES", "PredictionRow", "ProgramSettings", "RUN_OPTIONS", "RUN_RECORD", "RunSettings", "SettingsRefused",
+    "UsageError", "WriteFailed", "atomic_write", "build_tasks", "check_settings", "compare_files", "evaluate_file",
+    "folder_lock", "metrics_of", "profile_options", "read_jsonl", "read_rows", "replaced", "run", "sample_keys",
+    "scored_rows", "unfinished", "usage_errors", "write_json", "write_metrics",
 ]

@@ -65,6 +65,29 @@ class ProgramSettings:
 RUN_OPTIONS = {name: ProgramSettings.__dataclass_fields__[name].default
                for name, f in ProgramSettings.__dataclass_fields__.items() if f.metadata.get("run_option")}
 
+PROFILES: dict[str, dict[str, Any]] = {
+    # the method as the paper publishes it (the settings' own defaults): the past reviews as one block of text
+    "paper": {},
+    # the best measured with the 1.5B CPU model (README, "Measured here"): Summarize and Generate answer in plain
+    # text, the past reviews are earlier chat turns, and Generate gets the user's style measured in code and may
+    # not end before 3/4 of their median review; each applies only where the method shows past reviews
+    "cpu": {"adapter": "text", "past_reviews": "demos", "style_hint": True, "length_floor": True},
+}
+DEFAULT_PROFILE = "cpu"
+"""`drp run`'s and `drp optimize`'s starting point (grids start from "paper": their rows are the methods as
+published, their variants what departs from them)."""
+
+
+_FROM_HISTORY = {"length_hint", "style_hint", "length_floor"}  # what a method without past reviews cannot use
+
+
+def profile_options(name: str, method: str) -> dict[str, Any]:
+    """The run options and program settings of profile `name` that apply to `method`."""
+    if name not in PROFILES:
+        raise ValueError(f"profile: expected one of {sorted(PROFILES)}, got {name!r}")
+    history = METHODS[method].history
+    return {key: value for key, value in PROFILES[name].items() if history or key not in _FROM_HISTORY}
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunSettings(ProgramSettings):

@@ -80,6 +80,7 @@ def test_grid_cells_are_named_and_configured(grid_file):
     ("[run]\nnum_retreived = 2", "unknown key"),
     ('[variants]\nsum = { methods = ["non-p"], summarize = true }', "contradicts method 'non-p'"),
     ('[models.base]\nmodel = "x"', "model name 'base'"),
+    ('[run]\nprofile = "gpu"', "profile: expected one of"),
 ])
 def test_bad_grids_are_refused_before_anything_runs(tmp_path, change, message):
     path = tmp_path / "bad.toml"
@@ -258,3 +259,14 @@ def test_external_rows_are_checked(grid_file):
     grid_file.write_text(GRID + '\n[external.plain]\ndata = "other"\npredictions = "p.jsonl"\n')
     with pytest.raises(ValueError, match="external 'plain': needs `predictions`"):
         load_grid(grid_file)
+
+
+def test_a_grid_starts_from_the_paper_unless_a_variant_names_a_profile(grid_file):
+    grid_file.write_text(GRID.replace("[variants]", '[variants]\ncpu = { profile = "cpu" }'))
+    cells = {cell.id: cell.settings for cell in load_grid(grid_file).cells()}
+    base, cpu = cells["drp-base-small-t0-sample"], cells["drp-cpu-small-t0-sample"]
+    assert (base.program.past_reviews, base.program.style_hint, base.program.length_floor) == ("block", False, False)
+    assert (cpu.program.past_reviews, cpu.program.style_hint, cpu.program.length_floor) == ("demos", True, True)
+    assert base.adapter == cpu.adapter == "chat"  # the profile is where a cell starts: the grid's [run] overrides it
+    non_p = cells["non-p-cpu-small-t0-sample"]  # no past reviews: what comes from them does not apply
+    assert not non_p.program.style_hint and not non_p.program.length_floor

@@ -245,3 +245,28 @@ def test_a_run_with_the_default_json_adapter_parses_json_answers(tiny_data, tmp_
     metrics = run(program, tiny_data, json_settings, tmp_path, concurrency=2)
     assert metrics["failed"] == 0 and metrics["first_answers"]["generate"] == {"samples": 2, "problems": {}}
     assert '"review"' in lms["generate"].history[0]["messages"][-1]["content"]  # asked for a JSON object
+
+
+@pytest.mark.parametrize("options, expected", [
+    ([], ("text", "demos", True, True)),  # drp run's default profile: the best measured on the CPU model
+    (["--profile", "paper"], ("json", "block", False, False)),  # the method as published
+    (["--no-style-hint", "--adapter", "chat"], ("chat", "demos", False, True)),  # options given override it
+    (["--profile", "paper", "--length-floor"], ("json", "block", False, True)),
+])
+def test_drp_run_starts_from_a_profile_that_options_override(options, expected, monkeypatch):
+    from drpkit.cli import commands as cli
+
+    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda *args, **kwargs: None)
+    _, shared, _ = cli._setup(cli._parser().parse_args(["run", *options]))
+    settings = RunSettings.for_method(**shared, data="sample")
+    program = settings.program
+    assert (settings.adapter, program.past_reviews, program.style_hint, program.length_floor) == expected
+
+
+def test_the_cpu_profile_leaves_what_needs_past_reviews_out_of_non_p(monkeypatch):
+    from drpkit.cli import commands as cli
+
+    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda *args, **kwargs: None)
+    _, shared, _ = cli._setup(cli._parser().parse_args(["run", "--method", "non-p"]))
+    settings = RunSettings.for_method(**shared, data="sample")
+    assert settings.adapter == "text" and not settings.program.style_hint and not settings.program.length_floor
