@@ -46,8 +46,9 @@ def _add_program_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--category", default=None, help="Books, CDs_and_Vinyl or Movies_and_TV (save_to_disk / hub)")
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="samples in flight at once")
     parser.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE,
-                        help="where the program's settings start: paper (the method as published) or cpu (the best "
-                             f"measured with the 1.5B CPU model); options given override it (default {DEFAULT_PROFILE})")
+                        help="where the program's settings start: paper (the method as published) or cpu (the "
+                             "best measured with the 1.5B CPU model); options given override it "
+                             f"(default {DEFAULT_PROFILE})")
     profiled = {key for options in PROFILES.values() for key in options}
     add_options(parser, ProgramSettings, profiled, method=sorted(METHODS))
     add_options(parser, DRPConfig, profiled)

@@ -83,9 +83,10 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run_args(server: Server, out: Path, limit: int, *options: str) -> list[str]:
-    """`drp run` of the non-personalized method (one LM call a sample) over the first `limit` samples."""
-    return ["run", "--method", "non-p", "--limit", str(limit), "--concurrency", "1", "--out", str(out),
-            "--api-base", server.base, "--serve", "never", *options]
+    """`drp run` of the non-personalized method (one LM call a sample) over the first `limit` samples, asked in
+    JSON (the paper profile's adapter), which the stand-in server answers."""
+    return ["run", "--profile", "paper", "--method", "non-p", "--limit", str(limit), "--concurrency", "1",
+            "--out", str(out), "--api-base", server.base, "--serve", "never", *options]
 
 
 def drp(*args: str) -> int:
