@@ -16,8 +16,8 @@ from urllib.parse import urlparse
 from ..assets.models import MODELS, ModelIntegrityError, ModelNotInstalled
 from ..assets.nltk import NltkDataError
 from ..programs import METHODS, STAGES, DRPConfig
-from ..runner import (CONCURRENCY, DEFAULT_PROFILE, PROFILES, ExpectedError, ProgramSettings, UsageError,
-                      profile_options, usage_errors)
+from ..runner import (CONCURRENCY, DEFAULT_PROFILE, METRICS, PROFILES, ExpectedError, ProgramSettings,
+                      UsageError, profile_options, usage_errors)
 from ..serving import (ADAPTERS, DEFAULT_PORT, DEFAULT_SERVED_NAME, MAX_MODEL_LEN, LMSpec, ServerStartError,
                        ServerUnavailable, StageLMs)
 from .options import add_options, values
@@ -289,6 +289,11 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     compute = () if args.report_only else args.only
     print(run_grid(grid, out, check_servers=check_models, concurrency=args.concurrency, compute=compute))
     print(f"results: {out / 'results.md'}, {out / 'results.csv'}", file=sys.stderr)
+    metrics = [out / cell.id / METRICS for cell in grid.cells()]
+    errors = {path.parent.name: n for path in metrics if path.exists() and (n := json.loads(path.read_text())["errors"])}
+    if errors:
+        raise ExpectedError(f"samples ended in an error in {', '.join(f'{c} ({n})' for c, n in errors.items())}; "
+                            "rerun the same command to retry them")
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:

@@ -129,6 +129,22 @@ def test_cli_experiment_reports_finished_grid(grid_file, tmp_path, monkeypatch, 
     assert "| cicl | base |" in capsys.readouterr().out
 
 
+def test_cli_experiment_with_error_rows_says_so_and_exits_1(grid_file, tmp_path, monkeypatch, capsys):
+    from drpkit.cli import commands as cli
+
+    out = tmp_path / "out"
+    run_grid(load_grid(grid_file), out, build_lms=CountingLMs())
+    predictions = out / "cicl-base-small-t0-sample" / PREDICTIONS
+    first, *rest = predictions.read_text().splitlines()
+    row = json.loads(first) | {"status": "error", "error": "ConnectionError: the server died", "prediction": None}
+    predictions.write_text("\n".join([json.dumps(row), *rest]) + "\n")  # as a run whose server died leaves it
+    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda *args, **kwargs: None)
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["experiment", str(grid_file), "--out", str(out), "--report-only"])
+    assert exit.value.code == 1
+    assert "samples ended in an error in cicl-base-small-t0-sample (1); rerun" in capsys.readouterr().err
+
+
 def test_report_only_tabulates_the_finished_cells_without_a_server(grid_file, tmp_path, monkeypatch, capsys):
     from drpkit.cli import commands as cli
 
