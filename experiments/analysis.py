@@ -16,7 +16,7 @@ import dspy
 import numpy as np
 
 from ..programs import StageFailure, Usage, call_stage
-from ..runner import CONCURRENCY, METRICS, PREDICTIONS, RUN_RECORD, read_rows, write_json
+from ..runner import CONCURRENCY, METRICS, PREDICTIONS, RUN_RECORD, folder_lock, read_rows, replaced, write_json
 from ..signatures import DifferenceFeature, JudgeFeature
 from ..signatures.judge import CATEGORIES, CRITERIA
 
@@ -132,9 +132,12 @@ def analyze(run_dirs: list[Path], judge_lm: dspy.LM, out: Path, encoder: Encoder
         "runs": runs,
     }
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / ANALYSIS, result)
-    plot_bleu_vs_uvq(runs, out / FIG_UVQ)
-    plot_categories(extractors, out / FIG_CATEGORIES)
+    with folder_lock(out):  # each output whole or not at all, one process at a time
+        write_json(out / ANALYSIS, result)
+        with replaced(out / FIG_UVQ) as path:
+            plot_bleu_vs_uvq(runs, path)
+        with replaced(out / FIG_CATEGORIES) as path:
+            plot_categories(extractors, path)
     return result
 
 
