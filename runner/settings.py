@@ -69,9 +69,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # the method as the paper publishes it (the settings' own defaults): the past reviews as one block of text
     "paper": {},
     # the best measured with the 1.5B CPU model (README, "Measured here"): Summarize and Generate answer in plain
-    # text, the past reviews are earlier chat turns, and Generate gets the user's style measured in code and may
-    # not end before 3/4 of their median review; each applies only where the method shows past reviews
-    "cpu": {"adapter": "text", "past_reviews": "demos", "style_hint": True, "length_floor": True},
+    # text. The past reviews as demos, the measured style and the length floor have not yet beaten it there.
+    "cpu": {"adapter": "text"},
 }
 DEFAULT_PROFILE = "cpu"
 """`drp run`'s and `drp optimize`'s starting point (grids start from "paper": their rows are the methods as

@@ -277,12 +277,16 @@ def test_external_rows_are_checked(grid_file):
         load_grid(grid_file)
 
 
-def test_a_grid_starts_from_the_paper_unless_a_variant_names_a_profile(grid_file):
-    grid_file.write_text(GRID.replace("[variants]", '[variants]\ncpu = { profile = "cpu" }'))
+def test_a_grid_starts_from_the_paper_unless_a_variant_names_a_profile(grid_file, monkeypatch):
+    from drpkit.runner import PROFILES
+
+    monkeypatch.setitem(PROFILES, "hints", {"past_reviews": "demos", "style_hint": True, "length_floor": True})
+    grid_file.write_text(GRID.replace("[variants]", '[variants]\nhints = { profile = "hints" }'))
     cells = {cell.id: cell.settings for cell in load_grid(grid_file).cells()}
-    base, cpu = cells["drp-base-small-t0-sample"], cells["drp-cpu-small-t0-sample"]
+    base, hints = cells["drp-base-small-t0-sample"], cells["drp-hints-small-t0-sample"]
     assert (base.program.past_reviews, base.program.style_hint, base.program.length_floor) == ("block", False, False)
-    assert (cpu.program.past_reviews, cpu.program.style_hint, cpu.program.length_floor) == ("demos", True, True)
-    assert base.adapter == cpu.adapter == "chat"  # the profile is where a cell starts: the grid's [run] overrides it
-    non_p = cells["non-p-cpu-small-t0-sample"]  # no past reviews: what comes from them does not apply
+    assert (hints.program.past_reviews, hints.program.style_hint, hints.program.length_floor) == ("demos", True, True)
+    non_p = cells["non-p-hints-small-t0-sample"]  # no past reviews: what comes from them does not apply
     assert not non_p.program.style_hint and not non_p.program.length_floor
+    grid_file.write_text(GRID.replace("[run]", '[run]\nprofile = "cpu"'))
+    assert load_grid(grid_file).cells()[0].settings.adapter == "chat"  # the grid's [run] overrides its profile

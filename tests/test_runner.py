@@ -248,9 +248,9 @@ def test_a_run_with_the_default_json_adapter_parses_json_answers(tiny_data, tmp_
 
 
 @pytest.mark.parametrize("options, expected", [
-    ([], ("text", "demos", True, True)),  # drp run's default profile: the best measured on the CPU model
+    ([], ("text", "block", False, False)),  # drp run's default profile: the best measured on the CPU model
     (["--profile", "paper"], ("json", "block", False, False)),  # the method as published
-    (["--no-style-hint", "--adapter", "chat"], ("chat", "demos", False, True)),  # options given override it
+    (["--style-hint", "--adapter", "chat"], ("chat", "block", True, False)),  # options given override it
     (["--profile", "paper", "--length-floor"], ("json", "block", False, True)),
 ])
 def test_drp_run_starts_from_a_profile_that_options_override(options, expected, monkeypatch):
@@ -263,10 +263,13 @@ def test_drp_run_starts_from_a_profile_that_options_override(options, expected, 
     assert (settings.adapter, program.past_reviews, program.style_hint, program.length_floor) == expected
 
 
-def test_the_cpu_profile_leaves_what_needs_past_reviews_out_of_non_p(monkeypatch):
+def test_a_profile_leaves_what_needs_past_reviews_out_of_methods_without_them(monkeypatch):
     from drpkit.cli import commands as cli
+    from drpkit.runner import PROFILES
 
+    monkeypatch.setitem(PROFILES, "hints", {"adapter": "text", "style_hint": True, "length_floor": True})
     monkeypatch.setattr("drpkit.serving.configure_dspy", lambda *args, **kwargs: None)
-    _, shared, _ = cli._setup(cli._parser().parse_args(["run", "--method", "non-p"]))
-    settings = RunSettings.for_method(**shared, data="sample")
-    assert settings.adapter == "text" and not settings.program.style_hint and not settings.program.length_floor
+    for method, hints in (("non-p", False), ("rag", True)):
+        _, shared, _ = cli._setup(cli._parser().parse_args(["run", "--method", method, "--profile", "hints"]))
+        settings = RunSettings.for_method(**shared, data="sample")
+        assert settings.adapter == "text" and settings.program.style_hint == settings.program.length_floor == hints
