@@ -50,10 +50,15 @@ def _repair_tail(path: Path, text: str, tail: str) -> str:
     try:
         json.loads(tail)
     except json.JSONDecodeError:
-        with open(path.with_name(path.name + CUT_SUFFIX), "a", encoding="utf-8") as aside:
-            aside.write(tail + "\n")
-        with open(path, "r+", encoding="utf-8") as handle:
-            handle.truncate(len(text.encode("utf-8")) - len(tail.encode("utf-8")))
+        aside = path.with_name(path.name + CUT_SUFFIX)
+        try:  # the cut line is kept before it leaves the file: a failure here loses nothing
+            with open(aside, "a", encoding="utf-8") as handle:
+                handle.write(tail + "\n")
+            with open(path, "r+", encoding="utf-8") as handle:
+                handle.truncate(len(text.encode("utf-8")) - len(tail.encode("utf-8")))
+        except OSError as error:
+            raise WriteFailed(f"{path}: its last line was cut off mid-write, and setting it aside in {aside.name} "
+                              f"failed ({error.strerror or error}); free some space and rerun") from error
         print(f"{path}: its last line was cut off mid-write (a killed process?); set aside in "
               f"{path.name}{CUT_SUFFIX}, the rows before it are kept", file=sys.stderr)
         return ""

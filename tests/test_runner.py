@@ -188,6 +188,27 @@ def test_a_row_cut_off_by_a_kill_is_set_aside_and_the_run_resumes(tiny_data, tmp
     assert len(predictions.read_text().splitlines()) == 3
 
 
+def test_a_cut_line_that_cannot_be_set_aside_is_a_clear_error_and_the_file_is_untouched(tmp_path, monkeypatch):
+    import errno
+
+    from drpkit.runner import WriteFailed, read_jsonl
+
+    path = tmp_path / PREDICTIONS
+    text = '{"a": 1}\n{"a": 2'  # the second row cut off by a kill
+    path.write_text(text)
+    real_open = open
+
+    def full_disk(file, mode="r", *args, **kwargs):
+        if str(file).endswith(".cut"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", full_disk)
+    with pytest.raises(WriteFailed, match="setting it aside in predictions.jsonl.cut failed .No space left"):
+        read_jsonl(path)
+    assert path.read_text() == text  # nothing lost: the cut line stays until it can be kept aside
+
+
 def test_a_longer_timeout_resumes_but_a_run_from_before_inputs_first_prompts_does_not(tiny_data, tmp_path):
     program, _ = make_program()
     run(program, tiny_data, replace(settings(limit=1), lms=StageLMs(LMSpec(timeout=600)).describe(STAGES)), tmp_path,
