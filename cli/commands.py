@@ -290,7 +290,8 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     print(run_grid(grid, out, check_servers=check_models, concurrency=args.concurrency, compute=compute))
     print(f"results: {out / 'results.md'}, {out / 'results.csv'}", file=sys.stderr)
     metrics = [out / cell.id / METRICS for cell in grid.cells()]
-    errors = {path.parent.name: n for path in metrics if path.exists() and (n := json.loads(path.read_text())["errors"])}
+    errors = {path.parent.name: n for path in metrics
+              if path.exists() and (n := json.loads(path.read_text(encoding="utf-8"))["errors"])}
     if errors:
         raise ExpectedError(f"samples ended in an error in {', '.join(f'{c} ({n})' for c, n in errors.items())}; "
                             "rerun the same command to retry them")
