@@ -4,7 +4,6 @@ table over them all."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +54,7 @@ def _run_grid(grid: Grid, out: Path, build_lms: LMFactory, check_servers: Callab
         keys[cell.data.name] = sample_keys(tasks, unusable)
         if compute is not None and row_name(cell.method, cell.variant) not in compute:
             if read_rows(folder / PREDICTIONS):  # a cell with at least one finished sample
-                prompts = DRP(cell.settings.program, embedder=embedder).fingerprint(cell.settings.make_adapter())
-                check_settings(folder / RUN_RECORD, replace(cell.settings, program_state=prompts))
+                check_settings(folder / RUN_RECORD, cell.settings.of(DRP(cell.settings.program, embedder=embedder)))
                 predictions[cell.id] = scored_rows(folder, keys[cell.data.name])
                 metrics[cell.id] = write_metrics(folder, predictions[cell.id])
             continue

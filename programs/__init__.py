@@ -2,9 +2,9 @@
 
 from .calls import StageFailure, call_stage
 from .drp import DRP, STAGES, DRPConfig
-from .methods import METHODS, Method
+from .methods import FROM_HISTORY, METHODS, Method
 from .stages import Extract, Generate, Stage, Summarize, Validate
 from .usage import Usage
 
-__all__ = ["DRP", "DRPConfig", "METHODS", "Method", "STAGES", "Extract", "Generate", "Stage", "StageFailure",
+__all__ = ["DRP", "DRPConfig", "FROM_HISTORY", "METHODS", "Method", "STAGES", "Extract", "Generate", "Stage", "StageFailure",
            "Summarize", "Usage", "Validate", "call_stage"]

@@ -14,7 +14,8 @@ _REFUSAL = re.compile(r"^\W*(I'?m|I am) (so |very )?sorry,? (but )?(I|as)\b[^.!?
 # a shop assistant's answer to the customer ("I'm sorry to hear that you didn't enjoy...", "So glad you liked it!"),
 # not the customer's own review
 _REPLY = re.compile(r"^\W*(oh( no)?\W+)?((I'?m|I am|we'?re|we are)\s+)?(so\s+|very\s+|really\s+)?"
-                    r"(sorry|glad|happy|thrilled|excited)\s+(to hear|that you|you)\b|^\W*thank(s| you) for (your|sharing)", re.IGNORECASE)
+                    r"(sorry|glad|happy|thrilled|excited)\s+(to hear|that you|you)\b|^\W*thank(s| you) for (your|sharing)",
+                    re.IGNORECASE)
 COPY_SPAN_WORDS = 12
 MIN_WORDS = 3  # shorter answers count as empty
 COPY_SHARE = 0.5

@@ -8,6 +8,10 @@ from typing import Any
 from .drp import DRPConfig
 
 
+FROM_HISTORY = ("length_hint", "style_hint", "length_floor")
+"""Program settings measured from the past reviews shown: a method that shows none cannot have them."""
+
+
 @dataclass(frozen=True)
 class Method:
     """What a method keeps of DRP: the history, the compared items, and which stages run."""
@@ -22,7 +26,7 @@ class Method:
         """The program config and the retrieval sizes this method runs with."""
         config = replace(config, **self.config)
         num_retrieved = num_retrieved if self.history else 0
-        for hint in ("length_hint", "style_hint", "length_floor"):
+        for hint in FROM_HISTORY:
             if getattr(config, hint) and num_retrieved == 0:
                 raise ValueError(f"{self.name} shows no past reviews (num_retrieved 0), so it has no length or "
                                  f"style to go by ({hint})")

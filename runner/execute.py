@@ -8,7 +8,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +116,8 @@ def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path,
     program asks its LMs with the settings' adapter, in every worker thread (each runs in a copy of this
     context). The run records the program's prompts as its adapter writes them (`DRP.fingerprint`): a folder made
     with others is refused. The folder is locked while the run writes into it: a second run into it is refused."""
-    adapter = settings.make_adapter()
-    with dspy.context(adapter=adapter), folder_lock(out):
-        return _run(program, data, replace(settings, program_state=program.fingerprint(adapter)), out, concurrency)
+    with dspy.context(adapter=settings.make_adapter()), folder_lock(out):
+        return _run(program, data, settings.of(program), out, concurrency)
 
 
 def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concurrency: int) -> dict[str, Any]:

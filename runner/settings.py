@@ -5,14 +5,14 @@ line's options and the grid files' keys: each field's metadata holds its help.""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from ..data.loading import ReviewData
 from ..data.schema import UserRow
 from ..data.tasks import ReviewTask, build_task
-from ..programs import METHODS, STAGES, DRPConfig
+from ..programs import DRP, FROM_HISTORY, METHODS, STAGES, DRPConfig
 from ..serving import ADAPTERS, PROMPT_ORDERS, LMSpec, StageLMs
 from .errors import SettingsRefused
 from .files import write_json
@@ -77,15 +77,12 @@ DEFAULT_PROFILE = "cpu"
 published, their variants what departs from them)."""
 
 
-_FROM_HISTORY = {"length_hint", "style_hint", "length_floor"}  # what a method without past reviews cannot use
-
-
 def profile_options(name: str, method: str) -> dict[str, Any]:
     """The run options and program settings of profile `name` that apply to `method`."""
     if name not in PROFILES:
         raise ValueError(f"profile: expected one of {sorted(PROFILES)}, got {name!r}")
     history = METHODS[method].history
-    return {key: value for key, value in PROFILES[name].items() if history or key not in _FROM_HISTORY}
+    return {key: value for key, value in PROFILES[name].items() if history or key not in FROM_HISTORY}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +93,10 @@ class RunSettings(ProgramSettings):
     split: str = "test"
     limit: int | None = None
     program_state: str | None = None  # the program's prompts (`DRP.fingerprint`), the defaults' or a compiled state's
+
+    def of(self, program: DRP) -> RunSettings:
+        """These settings with `program`'s prompts as this run's adapter writes them: what a run records."""
+        return replace(self, program_state=program.fingerprint(self.make_adapter()))
 
 
 def _identity(record: dict[str, Any]) -> dict[str, Any]:

@@ -50,7 +50,7 @@ class LMSpec:
         sampling = {"temperature": self.temperature, "max_tokens": self.max_tokens, "top_p": self.top_p}
         extra_body = {"repetition_detection": LOOP_DETECTION} if self.stop_loops else {}
         if len(self.servers) > 1:  # litellm's Router spreads the requests; the engine owns the connection
-            from .replicas import ReplicaEngine  # importing litellm takes ~5 s: only for replicas
+            from .replicas import ReplicaEngine
 
             engine = ReplicaEngine(model, self.servers, self.api_key, self.timeout, extra_body)
             return dspy.LM(model, engine=engine, **sampling)
