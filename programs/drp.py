@@ -53,9 +53,9 @@ class DRPConfig:
         "help": "beyond the paper: tell Generate the user's style measured in code (review and sentence length, "
                 "exclamation, first-person and capitals habits), lengths against the representatives' reviews "
                 "where the method compares"})
-    length_floor: bool = field(default=False, metadata={
-        "help": "beyond the paper: Generate's review may not end before about 3/4 of the median length of the past "
-                "reviews it is shown (vLLM's min_tokens; other servers may refuse it)"})
+    length_floor: float = field(default=0.0, metadata={
+        "help": "beyond the paper: Generate's review may not end before this share of the median length of the past "
+                "reviews it is shown, e.g. 1.0 (vLLM's min_tokens; other servers may refuse it; 0: off)"})
     past_reviews: Literal["block", "demos"] = field(default="block", metadata={
         "help": "how Generate sees the past reviews: one text block (the paper), or beyond the paper as earlier "
                 "chat turns, each item answered with the user's own review (few-shot demos)"})
@@ -155,7 +155,7 @@ class DRP(dspy.Module):
                 + [text for text in (summary, task.item.description) if text],
                 length=typical_length(task) if self.config.length_hint else None, budget=review_budget(task),
                 style=measured_style(task, compared) if self.config.style_hint else None,
-                min_tokens=review_floor(task) if self.config.length_floor else None,
+                min_tokens=review_floor(task, self.config.length_floor) if self.config.length_floor else None,
             )
         except StageFailure as failure:  # no review: the sample fails, with everything it produced kept
             failures.append(failure.record())
@@ -206,15 +206,12 @@ def review_budget(task: ReviewTask) -> int | None:
     return max(MIN_REVIEW_BUDGET, round(2 * TOKENS_PER_WORD * max(counts)) + 32) if counts else None
 
 
-FLOOR_SHARE = 0.75
-
-
-def review_floor(task: ReviewTask) -> int | None:
-    """Generate's shortest answer in tokens: `FLOOR_SHARE` of the median past review shown (a 1.5B model, asked
-    for a user's review, writes a quarter of their length whatever it is told); None without past reviews. From
-    the user's history only, never from the target."""
+def review_floor(task: ReviewTask, share: float) -> int | None:
+    """Generate's shortest answer in tokens: `share` of the median past review shown (a 1.5B model, asked for a
+    user's review, writes a quarter of their length whatever it is told); None without past reviews. From the
+    user's history only, never from the target."""
     counts = [len(review.text.split()) for _, review in task.history]
-    return round(FLOOR_SHARE * TOKENS_PER_WORD * statistics.median(counts)) if counts else None
+    return round(share * TOKENS_PER_WORD * statistics.median(counts)) if counts else None
 
 
 def measured_style(task: ReviewTask, compared: list[ComparedItem]) -> str:

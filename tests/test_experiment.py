@@ -280,12 +280,12 @@ def test_external_rows_are_checked(grid_file):
 def test_a_grid_starts_from_the_paper_unless_a_variant_names_a_profile(grid_file, monkeypatch):
     from drpkit.runner import PROFILES
 
-    monkeypatch.setitem(PROFILES, "hints", {"past_reviews": "demos", "style_hint": True, "length_floor": True})
+    monkeypatch.setitem(PROFILES, "hints", {"past_reviews": "demos", "style_hint": True, "length_floor": 1.0})
     grid_file.write_text(GRID.replace("[variants]", '[variants]\nhints = { profile = "hints" }'))
     cells = {cell.id: cell.settings for cell in load_grid(grid_file).cells()}
     base, hints = cells["drp-base-small-t0-sample"], cells["drp-hints-small-t0-sample"]
-    assert (base.program.past_reviews, base.program.style_hint, base.program.length_floor) == ("block", False, False)
-    assert (hints.program.past_reviews, hints.program.style_hint, hints.program.length_floor) == ("demos", True, True)
+    assert (base.program.past_reviews, base.program.style_hint, base.program.length_floor) == ("block", False, 0.0)
+    assert (hints.program.past_reviews, hints.program.style_hint, hints.program.length_floor) == ("demos", True, 1.0)
     non_p = cells["non-p-hints-small-t0-sample"]  # no past reviews: what comes from them does not apply
     assert not non_p.program.style_hint and not non_p.program.length_floor
     grid_file.write_text(GRID.replace("[run]", '[run]\nprofile = "cpu"'))

@@ -462,13 +462,13 @@ def test_length_floor_asks_the_server_for_min_tokens_from_the_history_beside_the
     task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
     lm = DummyLM([{"review": REVIEW}] * 2, adapter=dspy.ChatAdapter())
     lm.kwargs["extra_body"] = {"repetition_detection": {"min_count": 3}}
-    program = DRP(DRPConfig(selection="random", summarize=False, length_floor=True))
+    program = DRP(DRPConfig(selection="random", summarize=False, length_floor=0.75))
     program.set_stage_lms(dict.fromkeys(("extract", "validate", "summarize", "generate"), lm))
     assert program(task=task).review == REVIEW
     extra_body = lm.history[-1]["kwargs"]["extra_body"]
     median = sorted(len(review.text.split()) for _, review in task.history)[1]
-    assert extra_body == {"repetition_detection": {"min_count": 3}, "min_tokens": review_floor(task)}
-    assert 0.5 * median <= review_floor(task) <= median * 1.4  # about 3/4 of the median past review, in tokens
+    assert extra_body == {"repetition_detection": {"min_count": 3}, "min_tokens": review_floor(task, 0.75)}
+    assert 0.5 * median <= review_floor(task, 0.75) <= median * 1.4  # about 3/4 of the median past review, in tokens
 
     program = DRP(DRPConfig(selection="random", summarize=False))  # off by default: the paper's setting
     program.set_stage_lms(dict.fromkeys(("extract", "validate", "summarize", "generate"), lm))
@@ -476,7 +476,7 @@ def test_length_floor_asks_the_server_for_min_tokens_from_the_history_beside_the
     assert "min_tokens" not in lm.history[-1]["kwargs"].get("extra_body", {})
     from drpkit.programs import METHODS
     with pytest.raises(ValueError, match=r"\(length_floor\)"):
-        METHODS["non-p"].apply(DRPConfig(length_floor=True), 8, 8)
+        METHODS["non-p"].apply(DRPConfig(length_floor=1.0), 8, 8)
 
 
 def test_the_fingerprint_covers_the_prompts_as_the_adapter_writes_them():
