@@ -9,7 +9,7 @@ from dspy.utils import DummyLM
 from drpkit.data.tasks import build_task
 from drpkit.serving import (InputsFirstJSONAdapter, TextAdapter, ThinkingChatAdapter, ThinkingJSONAdapter,
                             strip_thinking)
-from drpkit.programs import DRP, DRPConfig, Extract, Generate, StageFailure, Summarize, Usage, Validate
+from drpkit.programs import DRP, STAGES, DRPConfig, Extract, Generate, StageFailure, Summarize, Usage, Validate
 from drpkit.programs.checks import review_problem
 from drpkit.programs.formatting import format_item
 from drpkit.signatures import (DifferenceFeature, ExtractDifferences, GenerateReview, SummarizeProfile,
@@ -20,16 +20,27 @@ FEATURES = [
     {"name": "Capitals", "definition": "Use of upper case.", "description": "Writes in lower case only."},
 ]
 REVIEW = "short and blunt. does the job well enough for me. fine by me."
+PREFERENCES = "Likes plain rock records; rates them middling; writes short, blunt, lower-case reviews."
+FACTS = ["dislikes long albums", "writes in lower case", "likes rock albums"]
+LEVELS = {"user_traits": "Terse and lower case, as in Review 1.", "item_plan": "Call it fine in two short lines.",
+          "review": REVIEW}
+ANSWERS = {
+    "extract": {"reasoning": "compare", "differences": FEATURES},
+    "validate": {"reasoning": "check", "keep": [1]},
+    "summarize": {"summary": "Terse, lower-case writer."},
+    "infer": {"preferences": PREFERENCES},
+    "recap": {"summary": "A terse writer of short rock reviews."},
+    "distill": {"facts": FACTS, "traits": ["a terse critic"]},
+    "refine": {"traits": ["a terse, lower-case critic of rock albums"]},
+    "generate": {"review": REVIEW},
+    "reason": LEVELS,
+    "crosscheck": {"inconsistencies": [], "review": REVIEW},
+}
 
 
-def stage_lms(extract=None, validate=None, summarize=None, generate=None, n=50):
-    """One DummyLM per stage, each answering the same thing every time."""
-    return {
-        "extract": DummyLM(extract or [{"reasoning": "compare", "differences": FEATURES}] * n),
-        "validate": DummyLM(validate or [{"reasoning": "check", "keep": [1]}] * n),
-        "summarize": DummyLM(summarize or [{"summary": "Terse, lower-case writer."}] * n),
-        "generate": DummyLM(generate or [{"review": REVIEW}] * n),
-    }
+def stage_lms(n=50, **answers):
+    """One DummyLM per stage, each answering the same thing every time (`answers` by stage: a list of its own)."""
+    return {stage: DummyLM(answers.get(stage) or [ANSWERS[stage]] * n) for stage in STAGES}
 
 
 def test_extract_returns_typed_features(tiny_data):
@@ -246,20 +257,23 @@ def test_methods_are_settings_of_the_one_program(tiny_data):
     calls = {}
     for name, method in METHODS.items():
         config, num_retrieved, num_compared = method.apply(DRPConfig(selection="random"), 3, 2)
-        task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved, num_compared, m=4)
+        task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved, num_compared, m=4, split="test",
+                          neighbours=config.similar_users)
         program = DRP(config)
         lms = stage_lms()
         program.set_stage_lms(lms)
         prediction = program(task=task)
         assert prediction.review == REVIEW
         calls[name] = {stage: usage["calls"] for stage, usage in prediction.usage.items()}
-        generate_prompt = lms["generate"].history[0]["messages"][-1]["content"]
-        whole_prompt = "\n".join(message["content"] for message in lms["generate"].history[0]["messages"])
+        writer = lms["reason" if name == "rrp" else "generate"].history[0]["messages"]
+        whole_prompt = "\n".join(message["content"] for message in writer)
         # an input the method lacks is not in the prompt at all, neither as a field nor as "(none)"
-        assert ("past_reviews" in whole_prompt) == (name != "non-p")
-        assert ("profile_summary" in whole_prompt) == (name in {"intsum", "dpl", "drp"})
+        assert ("past_reviews" in whole_prompt) == (name not in {"non-p", "popi"})
+        assert ("profile_summary" in whole_prompt) == (name in {"intsum", "dpl", "drp", "popi", "llm-trsr", "p-db"})
         assert "(none)" not in whole_prompt
-        assert ("Other customers' reviews (not like these)" in generate_prompt) == (name == "cicl")
+        assert ("Other customers' reviews (not like these)" in writer[-1]["content"]) == (name == "cicl")
+        for lm in lms.values():  # the target review never reaches a prompt
+            assert all(task.reference not in str(call["messages"]) for call in lm.history)
     assert calls == {
         "non-p": {"generate": 1},
         "rag": {"generate": 1},
@@ -267,7 +281,28 @@ def test_methods_are_settings_of_the_one_program(tiny_data):
         "cicl": {"generate": 1},
         "dpl": {"extract": 2, "summarize": 1, "generate": 1},
         "drp": {"extract": 2, "validate": 2, "summarize": 1, "generate": 1},
+        "popi": {"infer": 1, "generate": 1},
+        "rrp": {"reason": 1, "crosscheck": 1},
+        "llm-trsr": {"recap": 1, "generate": 1},
+        "p-db": {"distill": 3, "refine": 1, "generate": 1},  # the user's and two similar users' personas
     }
+
+
+def test_methods_have_the_stages_their_settings_add_and_keep_drps_prompts():
+    from drpkit.programs import METHODS, stage_names
+
+    added = {name: set(stage_names(method.apply(DRPConfig(), 8, 8)[0])) - {"extract", "validate", "summarize",
+                                                                             "generate"}
+             for name, method in METHODS.items()}
+    assert added == {"non-p": set(), "rag": set(), "intsum": set(), "cicl": set(), "dpl": set(), "drp": set(),
+                     "popi": {"infer"}, "rrp": {"reason", "crosscheck"}, "llm-trsr": {"recap"},
+                     "p-db": {"distill", "refine"}}
+    # a stage a method lacks is not part of its prompts: adding methods changed no other method's fingerprint
+    popi = DRP(METHODS["popi"].apply(DRPConfig(), 8, 8)[0])
+    assert set(popi.stages()) == {"extract", "validate", "summarize", "infer", "generate"}
+    assert DRP(DRPConfig()).fingerprint() != popi.fingerprint()
+    assert METHODS["popi"].apply(DRPConfig(), 8, 8)[1] == 0  # the summary alone, as POPI
+    assert METHODS["popi"].apply(DRPConfig(popi_reviews=2), 8, 8)[1] == 2
 
 
 def test_cicl_contrasts_the_users_reviews_with_the_representatives(tiny_data):
@@ -360,8 +395,8 @@ def test_each_stage_asks_for_its_own_answer_budget(tiny_data):
     assert program(task=task).review == REVIEW
     asked = {stage: lm.history[-1]["kwargs"]["max_tokens"] for stage, lm in lms.items()}
     longest = max(len(review.text.split()) for _, review in task.history)
-    assert review_budget(task) >= 2 * longest  # room for a review twice the user's longest, in tokens
-    assert asked == {"extract": 1000, "validate": 512, "summarize": 512, "generate": review_budget(task)}  # LM caps 1000
+    assert review_budget(task.history) >= 2 * longest  # room for a review twice the user's longest, in tokens
+    assert asked == {"extract": 1000, "validate": 512, "summarize": 512, "generate": review_budget(task.history)}  # LM caps 1000
 
 
 # ----------------------------------------------------------------------------- plain text and demos
