@@ -1,8 +1,8 @@
 """A scripted LM for optimizer tests: it reads the output fields a prompt asks for and fills them in.
 
 Stage answers depend on the instruction: a proposed instruction (the proposer's answers start with
-PROPOSED) makes Summarize and Generate answer closer to the references, so optimizers have something
-to find. Every call is counted in `calls`, by kind (task or proposer), across copies of the LM."""
+PROPOSED) makes Summarize, Infer (POPI) and Generate answer closer to the references, so optimizers have
+something to find. Every call is counted in `calls`, by kind (task or proposer), across copies of the LM."""
 
 from __future__ import annotations
 
@@ -52,8 +52,11 @@ class ScriptedLM(DummyLM):
             return [1]
         if field == "summary":
             return "A blunt writer of short reviews." if proposed else "A writer."
+        if field == "preferences":
+            return "Thinks album 3 is fine." if proposed else "Likes music."
         if field == "review":
-            review = "I think album 3 is fine" if proposed else "Generic text about music here"
+            review = ("I think album 3 is fine" if proposed or "Thinks album 3 is fine" in user
+                      else "Generic text about music here")
             return review + (" and blunt." if "blunt writer" in user else ".")
         if field.startswith("proposed_prefix"):
             return "Review:"
