@@ -3,12 +3,15 @@
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
 from drpkit.experiments import load_grid, run_grid
 from drpkit.runner import PREDICTIONS, read_rows
 from test_program import stage_lms
+
+ROOT = Path(__file__).resolve().parents[1]
 
 GRID = """
 methods = ["non-p", "cicl", "drp"]
@@ -315,3 +318,9 @@ def test_the_table_shows_the_generators_prompt_tokens_beside_the_others(tmp_path
     assert "| generator prompt tokens / sample |" in table and "| popi | base | 0 |" in table
     assert "infer `drp-default`" in table and "reason `drp-default`" in table  # the stages the rows' programs have
     assert "generator_prompt_tokens_min" in render_csv(list(rows.values())).splitlines()[0]
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("experiments/grids/*.toml")), ids=lambda path: path.stem)
+def test_the_shipped_grids_are_valid(path):
+    grid = load_grid(path)
+    assert grid.cells() and set(grid.methods) <= {cell.method for cell in grid.cells()}
