@@ -50,6 +50,12 @@ class ScriptedLM(DummyLM):
             return FEATURES
         if field == "keep":
             return [1]
+        if field in ("facts", "traits"):  # P-DB's persona
+            return ["writes blunt, short reviews", "likes rock albums"]
+        if field == "inconsistencies":  # RRP's cross-check
+            return []
+        if field == "user_traits":
+            return "Blunt and short, as in Review 1."
         if field == "summary":
             return "A blunt writer of short reviews." if proposed else "A writer."
         if field == "preferences":
