@@ -33,6 +33,7 @@ from .usage import Usage
 
 Check = Callable[[dspy.Prediction], str | None]
 
+
 class Stage(dspy.Module):
     """A step of the program that calls an LM: `name` is its key in LM settings, usage and failure records."""
 
@@ -234,6 +235,7 @@ class Recap(Stage):
 
 
 def _lines(field: str) -> Check:
+    """The check of a list answer: retried when it holds no line with text."""
     def problem(prediction: dspy.Prediction) -> str | None:
         return None if [line for line in getattr(prediction, field) if line.strip()] else f"no {field} in the answer"
 
