@@ -157,8 +157,10 @@ class ComparedItem:
 class DRP(dspy.Module):
     """Difference-aware Reasoning Personalization for review generation.
 
-    `forward` returns the review (None when Summarize or Generate gave no usable answer) with every
-    intermediate: representatives, differences before and after validation, summary, failures, usage."""
+    `forward` returns the review (None when a stage it cannot go without gave no usable answer) with every
+    intermediate: representatives, differences before and after validation, summary, the per-user summaries it
+    used (made or reused), RRP's levels, failures, usage. The other methods of the comparison are settings of it
+    (`methods.METHODS`)."""
 
     def __init__(self, config: DRPConfig = DRPConfig(), embedder: Embedder | None = None):
         super().__init__()
@@ -201,10 +203,7 @@ class DRP(dspy.Module):
             if self.config.user_summary != "none":  # POPI, LLM-TRSR, P-DB: a profile made once per user
                 summary = self.user_summary(task, work)
             elif self.config.summary_scope == "user":  # Steps 0 to 3a once per user
-                made = self.per_user("summarize", task.user_id, _reads(task), [self.extract, self.validate,
-                                                                              self.summarize],
-                                     lambda w: self.summarize_user(task, w), work)
-                summary, comparisons = made["summary"], made["comparisons"]
+                summary, comparisons = self.summarized_once(task, work)
             else:
                 compared = self.compare(task.comparisons)  # Steps 0 to 2, for every compared item at once
                 comparisons = [item.record() for item in compared]
@@ -304,14 +303,16 @@ class DRP(dspy.Module):
         similar = []
         for neighbour in task.neighbours:
             try:
-                similar.append(self.distilled(neighbour.user_id, neighbour.reviews[-self.config.user_reviews:], work)[1])
+                _, their_traits = self.distilled(neighbour.user_id, neighbour.reviews[-self.config.user_reviews:], work)
+                similar.append(their_traits)
             except StageFailure as failure:
                 work.failures.append(failure.record() | {"user_id": neighbour.user_id})
         if similar:
             traits = self.refine(format_persona(traits, facts), format_similar_personas(similar), usage=work.usage)
         return {"facts": facts, "traits": traits, "similar_users": [n.user_id for n in task.neighbours]}
 
-    def distilled(self, user_id: str, reviews: tuple[tuple[Item, Review], ...], work: Work) -> tuple[list, list]:
+    def distilled(self, user_id: str, reviews: tuple[tuple[Item, Review], ...],
+                  work: Work) -> tuple[list[str], list[str]]:
         """P-DB's first layers for one user: facts and traits from their reviews, made once per user."""
         def make(w: Work) -> dict[str, list[str]]:
             facts, traits = self.distill(format_history(reviews[::-1]), usage=w.usage)
@@ -320,15 +321,22 @@ class DRP(dspy.Module):
         persona = self.per_user("persona", user_id, _ids(reviews), [self.distill], make, work)
         return persona["facts"], persona["traits"]
 
-    def summarize_user(self, task: ReviewTask, work: Work) -> dict[str, Any]:
-        """Steps 0 to 3a once per user: their latest compared items and reviews before all their targets."""
-        compared = self.compare(task.user_comparisons)
-        for item in compared:
-            work.usage.merge(item.usage)
-            work.failures.extend(item.failures)
-        past_reviews = format_history(self.summarized(task)[::-1])
-        summary = self.summarize(past_reviews, self.evidence(compared) or "(none)", usage=work.usage)
-        return {"summary": summary, "comparisons": [item.record() for item in compared]}
+    def summarized_once(self, task: ReviewTask, work: Work) -> tuple[str, list[dict]]:
+        """Steps 0 to 3a once per user (`summary_scope = "user"`), from their latest compared items and reviews
+        before all their targets: the summary, and the compared items' records."""
+        def make(w: Work) -> dict[str, Any]:
+            compared = self.compare(task.user_comparisons)
+            for item in compared:
+                w.usage.merge(item.usage)
+                w.failures.extend(item.failures)
+            past_reviews = format_history(self.summarized(task)[::-1])
+            summary = self.summarize(past_reviews, self.evidence(compared) or "(none)", usage=w.usage)
+            return {"summary": summary, "comparisons": [item.record() for item in compared]}
+
+        reads = {"reviews": _ids(task.user_history), "compared": [c.item.asin for c in task.user_comparisons]}
+        made = self.per_user("summarize", task.user_id, reads, [self.extract, self.validate, self.summarize], make,
+                             work)
+        return made["summary"], made["comparisons"]
 
     def compare(self, comparisons: list[Comparison]) -> list[ComparedItem]:
         """Steps 0 to 2 for each compared item, the items in parallel threads (each with the caller's DSPy
@@ -363,11 +371,6 @@ class DRP(dspy.Module):
 
 def _ids(reviews: Sequence[tuple[Item, Review]]) -> list[tuple[str, int]]:
     return [(review.asin, review.timestamp) for _, review in reviews]
-
-
-def _reads(task: ReviewTask) -> dict[str, Any]:
-    """What Summarize once per user reads: the user's earlier reviews and compared items."""
-    return {"reviews": _ids(task.user_history), "compared": [c.item.asin for c in task.user_comparisons]}
 
 
 def relevant(facts: list[str], query: str, k: int) -> list[str]:

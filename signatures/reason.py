@@ -34,5 +34,6 @@ class CrossCheckReview(dspy.Signature):
     review_title: str = dspy.InputField(desc="the title you gave your review")
     user_traits: str = dspy.InputField(desc="your traits as a reviewer, from your past reviews")
     draft: str = dspy.InputField(desc="the draft of your review")
-    inconsistencies: list[str] = dspy.OutputField(desc="where the draft departs from your past reviews; empty if nowhere")
+    inconsistencies: list[str] = dspy.OutputField(
+        desc="where the draft departs from your past reviews; empty if nowhere")
     review: str = dspy.OutputField(desc="your final review's text, in your own voice")
