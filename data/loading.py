@@ -96,6 +96,9 @@ class ReviewData:
     _index: dict[str, list[tuple[str, Review]]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    _earlier: dict[str, dict[str, tuple[Review, ...]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def _build_index(self) -> dict[str, list[tuple[str, Review]]]:
         index: dict[str, dict[str, Review]] = {}
@@ -126,6 +129,31 @@ class ReviewData:
     def reviewer_count(self, asin: str, exclude_user: str | None = None) -> int:
         return len(self.item_reviews(asin, exclude_user=exclude_user))
 
+    def earlier_reviews(self, split: str, user_id: str) -> tuple[Review, ...]:
+        """The user's reviews before every target of theirs in ``split``, oldest first: those all their rows'
+        profiles share, none of them a target. What a summary made once per user may read for all their
+        targets: a later row's profile holds the user's earlier target (the DPL train split has two a user)."""
+        if split not in self._earlier:
+            rows_of: dict[str, list[UserRow]] = {}
+            for row in self.rows.get(split, []):
+                rows_of.setdefault(row.user_id, []).append(row)
+            self._earlier[split] = {user: _shared_profile(rows) for user, rows in rows_of.items()}
+        return self._earlier[split].get(user_id, ())
+
+    def similar_users(self, split: str, user_id: str, k: int) -> list[str]:
+        """The ``k`` other users of ``split`` whose earlier reviews share the most items with the user's (at
+        least one; ties by user id). From the items reviewed before the targets only, never a target."""
+        self.earlier_reviews(split, user_id)
+        users_of: dict[str, set[str]] = {}
+        for other, reviews in self._earlier[split].items():
+            for review in reviews:
+                users_of.setdefault(review.asin, set()).add(other)
+        shared: dict[str, int] = {}
+        for asin in {review.asin for review in self._earlier[split].get(user_id, ())}:
+            for other in users_of[asin] - {user_id}:
+                shared[other] = shared.get(other, 0) + 1
+        return sorted(shared, key=lambda other: (-shared[other], other))[:k]
+
     def profile_reviews_without_meta(self) -> int:
         return sum(
             1
@@ -146,6 +174,13 @@ class ReviewData:
             parts.append(f"{missing} profile reviews without meta (kept, empty item text)")
         parts.append(f"{len(self.problems)} problems")
         return "; ".join(parts)
+
+
+def _shared_profile(rows: list[UserRow]) -> tuple[Review, ...]:
+    """The profile reviews every one of a user's rows holds, minus their targets, in the first row's order."""
+    targets = {(row.data.asin, row.data.timestamp) for row in rows}
+    shared = set.intersection(*({(r.asin, r.timestamp) for r in row.profile} for row in rows)) - targets
+    return tuple(review for review in rows[0].profile if (review.asin, review.timestamp) in shared)
 
 
 # --------------------------------------------------------------------------- conversion

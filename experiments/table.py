@@ -11,12 +11,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..metrics import DIAGNOSTICS, METRICS, SCALES, SCORES, Difference, PairedBootstrap
-from ..programs import STAGES, Usage
+from ..programs import REVIEW_STAGES, Usage
 from ..runner import PredictionRow
 from .grid import EXTERNAL, DataSpec, Grid, row_name
 
 COSTS = {"calls": "LLM calls", "prompt_tokens": "prompt tokens", "completion_tokens": "completion tokens",
-         "seconds": "seconds"}
+         "generator_prompt_tokens": "generator prompt tokens", "seconds": "seconds"}
+"""Costs per sample; the generator's prompt tokens are those of the stages that write the review (`REVIEW_STAGES`):
+the context a method gives the generator, e.g. POPI's summary against rag's past reviews."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,11 @@ def compare_rows(grid: Grid, rows: list[Row], predictions: Mapping[str, list[Pre
 
 
 def _cell_values(metrics: Mapping[str, Any]) -> dict[str, float]:
-    costs = Usage.sum([metrics["usage_per_sample"]]).total()
-    return {key: metrics[key] for key in (*SCORES, *DIAGNOSTICS)} | costs | {"seconds": metrics["seconds_per_sample"]}
+    usage = metrics["usage_per_sample"]
+    costs = Usage.sum([usage]).total()
+    generator = sum(usage.get(stage, {}).get("prompt_tokens", 0) for stage in REVIEW_STAGES)
+    return ({key: metrics[key] for key in (*SCORES, *DIAGNOSTICS)} | costs
+            | {"generator_prompt_tokens": generator, "seconds": metrics["seconds_per_sample"]})
 
 
 def table_rows(grid: Grid, metrics: Mapping[str, Mapping[str, Any]]) -> list[Row]:
@@ -155,7 +160,8 @@ def render_markdown(grid: Grid, rows: list[Row], metrics: Mapping[str, Mapping[s
         "# Results",
         "",
         "Scores as in the paper's Table 1 (BLEU 0-100; METEOR, ROUGE 0-1) and cost per sample (LLM calls, "
-        "prompt and completion tokens, seconds of the run that produced the sample). A row over several "
+        "prompt and completion tokens, the generator's prompt tokens (the review-writing stages': the context a method "
+        "gives it), seconds of the run that produced the sample). A row over several "
         "temperatures shows their mean and (min–max). **Bold**: best of its data set and model. Length ratio: the "
         "predictions' length over the references' (BLEU tokens; failed samples count as empty); below 1 BLEU "
         "is scaled down by its brevity penalty exp(1 - 1/ratio). Costs count "
@@ -177,8 +183,9 @@ def render_markdown(grid: Grid, rows: list[Row], metrics: Mapping[str, Mapping[s
                     lines.append("| " + " | ".join(cells) + " |")
             lines += _comparison_lines([c for c in comparisons if (c.row.data, c.row.model) == (data, model)])
             lms = grid.models[model]
+            stages = dict.fromkeys(stage for cell in grid.cells() if cell.model == model for stage in cell.settings.lms)
             lines += ["", "Model " + model + ": " + "; ".join(
-                f"{stage} `{lms[stage].model}` at {lms[stage].api_base}" for stage in STAGES) + "."]
+                f"{stage} `{lms[stage].model}` at {lms[stage].api_base}" for stage in stages) + "."]
     missing = [cell.id for cell in [*grid.cells(), *grid.externals] if cell.id not in metrics]
     if missing:
         lines += ["", "Not run yet (no row above): " + ", ".join(f"`{i}`" for i in missing) + "."]

@@ -43,6 +43,7 @@ def make_examples(data: ReviewData, portions: list[Portion], settings: ProgramSe
             raise ValueError(f"split {portion.split!r} has {len(orders[portion.split]) - start} usable users left "
                              f"for a portion of {portion.size}")
         taken[portion.split] = start + portion.size
-        result.append([dspy.Example(task=settings.task(row, data), reference=row.data.text).with_inputs("task")
+        result.append([dspy.Example(task=settings.task(row, data, portion.split), reference=row.data.text)
+                       .with_inputs("task")
                        for row in rows])
     return result

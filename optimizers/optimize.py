@@ -13,7 +13,7 @@ import dspy
 from ..data.loading import ReviewData
 from ..data.representatives import Embedder
 from ..metrics import score
-from ..programs import DRP, STAGES
+from ..programs import DRP, STAGES, stage_names
 from ..runner import CONCURRENCY, ProgramSettings, check_settings, folder_lock, replaced
 from .examples import Portion, make_examples
 from .logs import CandidateLog, EvaluationLog, LoggedDRP, stage_instructions
@@ -50,6 +50,8 @@ class OptimizeSettings(ProgramSettings):
     def __post_init__(self) -> None:
         if not self.stages or set(self.stages) - set(STAGES):
             raise ValueError(f"stages {self.stages}: choose among {STAGES}")
+        if set(self.stages) - set(stage_names(self.program)):
+            raise ValueError(f"stages {self.stages}: method {self.method}'s program has {stage_names(self.program)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer {self.optimizer!r}: expected one of {OPTIMIZERS}")
 

@@ -96,3 +96,23 @@ def copy_problem(text: str, sources: list[str]) -> str | None:
             covered.update(range(i, i + span))
     share = len(covered) / len(words)
     return f"{share:.0%} of it copied verbatim from the prompt" if share >= COPY_SHARE else None
+
+
+_CITATION = re.compile(r"\breviews?\s*#?\s*\d", re.IGNORECASE)
+
+
+def skipped_level_problem(levels: list[tuple[str, str | None]]) -> str | None:
+    """RRP's intervention: an answer whose reasoning leaves a level of the template (`levels`, in order) empty,
+    or whose plan already is the review, skipped a level; the stage retries it."""
+    for name, text in levels:
+        if len(_words(text or "")) < MIN_WORDS:
+            return f"skips a level of the template: {name} is empty"
+    (_, plan), (_, review) = levels[-2:]
+    if copy_problem(plan or "", [review or ""]):
+        return "skips a level of the template: the plan is the review itself"
+    return None
+
+
+def uncited_problem(traits: str) -> str | None:
+    """Traits that name no past review are not drawn from them (RRP's "retrieved history ignored")."""
+    return None if _CITATION.search(traits) else "the traits cite no past review"

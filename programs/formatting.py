@@ -51,3 +51,18 @@ def format_contrasts(per_item: Iterable[tuple[Item, Review, list[Review]]]) -> s
         for item, own, others in per_item
     ]
     return "\n\n".join(blocks) if blocks else "(no contrast examples)"
+
+
+def format_persona(traits: Iterable[str], facts: Iterable[str]) -> str:
+    """A P-DB persona as Generate's profile (or Refine's input): its traits, then its facts."""
+    traits, facts = list(traits), list(facts)
+    blocks = [f"{label}:\n" + "\n".join(f"- {line}" for line in lines)
+              for label, lines in (("Traits", traits), ("Facts", facts)) if lines]
+    return "\n\n".join(blocks) if blocks else "(no persona)"
+
+
+def format_similar_personas(personas: Iterable[list[str]]) -> str:
+    """For P-DB's Refine: the traits of each similar user."""
+    blocks = [f"Similar user {i}:\n" + "\n".join(f"- {trait}" for trait in traits)
+              for i, traits in enumerate(personas, 1) if traits]
+    return "\n\n".join(blocks) if blocks else "(no similar users)"

@@ -23,9 +23,12 @@ class Method:
     config: dict[str, Any] = field(default_factory=dict)
 
     def apply(self, config: DRPConfig, num_retrieved: int, num_compared: int) -> tuple[DRPConfig, int, int]:
-        """The program config and the retrieval sizes this method runs with."""
+        """The program config and the retrieval sizes this method runs with (POPI shows its summary with at most
+        `popi_reviews` past reviews)."""
         config = replace(config, **self.config)
         num_retrieved = num_retrieved if self.history else 0
+        if config.user_summary == "popi":
+            num_retrieved = min(num_retrieved, config.popi_reviews)
         for hint in FROM_HISTORY:
             if getattr(config, hint) and num_retrieved == 0:
                 raise ValueError(f"{self.name} shows no past reviews (num_retrieved 0), so it has no length or "
@@ -44,4 +47,15 @@ METHODS = {m.name: m for m in (
     Method("dpl", "DPL: differences on three fixed dimensions, no validation",
            config={"dimensions": "fixed", "validate": False}),
     Method("drp", "DRP: discovered differences, validated, summarized"),
+    Method("popi", "POPI: a preference summary inferred once per user from their reviews before all their targets, "
+           "in place of the history (with --popi-reviews, a few retrieved reviews beside it)",
+           compare=False, config={"user_summary": "popi", "summarize": False}),
+    Method("rrp", "RRP: the retrieved reviews, reasoned through a hierarchical template (the user's traits, a plan "
+           "for the item, the review) that a check holds the answer to, then cross-checked against those reviews",
+           compare=False, config={"rrp": True, "summarize": False}),
+    Method("llm-trsr", "LLM-TRSR: the retrieved reviews and a summary of the user's history, made once per user "
+           "recurrently, chunk by chunk", compare=False, config={"user_summary": "llm-trsr", "summarize": False}),
+    Method("p-db", "P-DB: the retrieved reviews and a persona made once per user (facts, then traits, refined with "
+           "similar users' personas), its facts retrieved for the target",
+           compare=False, config={"user_summary": "p-db", "summarize": False}),
 )}

@@ -1,27 +1,38 @@
-"""Steps 1 to 3 of DRP as DSPy modules, one per stage; each can carry its own LM (`set_lm`)."""
+"""Steps 1 to 3 of DRP, and the stages the other methods add (POPI's, LLM-TRSR's, P-DB's, RRP's), as DSPy
+modules, one per stage; each can carry its own LM (`set_lm`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import dspy
 
 from ..data.schema import Item, Review
 from ..signatures import (
+    CrossCheckReview,
     DifferenceFeature,
+    DistillPersona,
     ExtractDifferences,
     ExtractFixedDifferences,
     GenerateContrastiveReview,
     GenerateReview,
+    InferPreferences,
+    ReasonedReview,
+    RecapHistory,
+    RefinePersona,
     SummarizeProfile,
     ValidateDifferences,
 )
 
 from .calls import call_stage
-from .checks import copy_problem, feature_list_problem, refusal_problem, review_problem, too_short_problem
+from .checks import (copy_problem, feature_list_problem, refusal_problem, review_problem, skipped_level_problem,
+                     too_short_problem, uncited_problem)
 from .formatting import format_history, format_item, format_numbered_features, format_others, format_review
 from .usage import Usage
+
+Check = Callable[[dspy.Prediction], str | None]
+
 
 class Stage(dspy.Module):
     """A step of the program that calls an LM: `name` is its key in LM settings, usage and failure records."""
@@ -161,13 +172,169 @@ class Generate(Stage):
                       "review": review.text} for it, review in reversed(history)]
         else:
             demos, inputs["past_reviews"] = None, format_history(history) if history else None
-        inputs = {name: value for name, value in inputs.items() if value is not None}
-        # what the method does not have (non-p's history, rag's profile) is left out of the prompt, not shown empty
-        signature = self.predict.signature
-        for name in [name for name in signature.input_fields if name not in inputs]:
-            signature = signature.delete(name)
+        signature, inputs = _given(self.predict.signature, inputs)
         return call_stage(
             self.name, self.predict, usage, self.attempts, check=not_a_review, soft_check=too_short,
             sampling=self.sampling(budget, min_tokens), signature=signature,
             **({"demos": demos} if demos is not None else {}), **inputs,
         ).review.strip()
+
+
+def _given(signature: type[dspy.Signature], inputs: dict[str, Any]) -> tuple[type[dspy.Signature], dict[str, Any]]:
+    """The signature and inputs without the inputs that are None: what the method does not have (non-p's
+    history, rag's profile) is left out of the prompt, not shown empty."""
+    inputs = {name: value for name, value in inputs.items() if value is not None}
+    for name in [name for name in signature.input_fields if name not in inputs]:
+        signature = signature.delete(name)
+    return signature, inputs
+
+
+def _a_summary(field: str, sources: list[str]) -> Check:
+    """The check of a stage that answers with a summary text: retried when empty, a refusal or a copy of the
+    prompt (its reviews, its instruction)."""
+    def problem(prediction: dspy.Prediction) -> str | None:
+        text = getattr(prediction, field) or ""
+        if not text.strip():
+            return f"empty {field.replace('_', ' ')}"
+        return refusal_problem(text) or copy_problem(text, sources)
+
+    return problem
+
+
+class Infer(Stage):
+    """POPI's preference inference: a short summary of the user's preferences from their past reviews, made once
+    per user and shown to Generate instead of the reviews."""
+
+    name = "infer"
+    answer_tokens = 256  # a few sentences: the summary exists to shorten Generate's context
+
+    def __init__(self, attempts: int = 3):
+        super().__init__(attempts)
+        self.predict = dspy.Predict(InferPreferences)
+
+    def forward(self, past_reviews: str, usage: Usage) -> str:
+        check = _a_summary("preferences", [past_reviews, self.predict.signature.instructions])
+        return call_stage(self.name, self.predict, usage, self.attempts, check=check, sampling=self.sampling(),
+                          past_reviews=past_reviews).preferences.strip()
+
+
+class Recap(Stage):
+    """LLM-TRSR's recurrent summarization: the summary of the user's reviews so far, updated with the next chunk."""
+
+    name = "recap"
+    answer_tokens = 512  # a paragraph, as Summarize's
+
+    def __init__(self, attempts: int = 3):
+        super().__init__(attempts)
+        self.predict = dspy.Predict(RecapHistory)
+
+    def forward(self, summary_so_far: str, next_reviews: str, usage: Usage) -> str:
+        check = _a_summary("summary", [next_reviews, self.predict.signature.instructions])
+        return call_stage(self.name, self.predict, usage, self.attempts, check=check, sampling=self.sampling(),
+                          summary_so_far=summary_so_far, next_reviews=next_reviews).summary.strip()
+
+
+def _lines(field: str) -> Check:
+    """The check of a list answer: retried when it holds no line with text."""
+    def problem(prediction: dspy.Prediction) -> str | None:
+        return None if [line for line in getattr(prediction, field) if line.strip()] else f"no {field} in the answer"
+
+    return problem
+
+
+class Distill(Stage):
+    """P-DB's persona: the facts the user's past reviews support, and the traits induced from them."""
+
+    name = "distill"
+    answer_tokens = 768  # two lists of short sentences
+
+    def __init__(self, attempts: int = 3):
+        super().__init__(attempts)
+        self.predict = dspy.Predict(DistillPersona)
+
+    def forward(self, past_reviews: str, usage: Usage) -> tuple[list[str], list[str]]:
+        facts, traits = _lines("facts"), _lines("traits")
+        prediction = call_stage(self.name, self.predict, usage, self.attempts,
+                                check=lambda p: facts(p) or traits(p), sampling=self.sampling(),
+                                past_reviews=past_reviews)
+        return _kept(prediction.facts), _kept(prediction.traits)
+
+
+class Refine(Stage):
+    """P-DB's collaborative refinement: the user's traits, checked and completed with similar users' personas."""
+
+    name = "refine"
+    answer_tokens = 512
+
+    def __init__(self, attempts: int = 3):
+        super().__init__(attempts)
+        self.predict = dspy.Predict(RefinePersona)
+
+    def forward(self, persona: str, similar_personas: str, usage: Usage) -> list[str]:
+        return _kept(call_stage(self.name, self.predict, usage, self.attempts, check=_lines("traits"),
+                                sampling=self.sampling(), persona=persona, similar_personas=similar_personas).traits)
+
+
+def _kept(lines: list[str]) -> list[str]:
+    return [line.strip() for line in lines if line.strip()]
+
+
+def _review_inputs(item: Item, history: Sequence[tuple[Item, Review]], rating: float,
+                   review_title: str) -> dict[str, Any]:
+    return {"past_reviews": format_history(history) if history else None, "item": format_item(item),
+            "rating": rating, "review_title": review_title}
+
+
+class Reason(Stage):
+    """RRP's generation: the review through a hierarchical thought template as typed fields (the user's traits
+    drawn from the retrieved reviews, a plan for this item, the review). The intervention: an answer that leaves
+    a level out, or whose plan already is the review, is retried; traits that cite no retrieved review are
+    retried too, but kept if no attempt does better."""
+
+    name = "reason"
+    # the LM's max_tokens caps it (1024 by default): a `<think>` model's thinking counts, give its LM more
+    answer_tokens = 4096
+
+    def __init__(self, attempts: int = 3):
+        super().__init__(attempts)
+        self.predict = dspy.Predict(ReasonedReview)
+
+    def forward(self, item: Item, history: Sequence[tuple[Item, Review]], rating: float, review_title: str,
+                usage: Usage, sources: list[str]) -> dspy.Prediction:
+        def skipped(p: dspy.Prediction) -> str | None:
+            return (skipped_level_problem([("user traits", p.user_traits), ("item plan", p.item_plan),
+                                           ("review", p.review)])
+                    or review_problem(p.review, [*sources, self.predict.signature.instructions]))
+
+        def loose(p: dspy.Prediction) -> str | None:
+            return ((uncited_problem(p.user_traits) if history else None)
+                    or too_short_problem(p.review, [review.text for _, review in history]))
+
+        signature, inputs = _given(self.predict.signature, _review_inputs(item, history, rating, review_title))
+        return call_stage(self.name, self.predict, usage, self.attempts, check=skipped, soft_check=loose,
+                          sampling=self.sampling(), signature=signature, **inputs)
+
+
+class CrossCheck(Stage):
+    """RRP's cross-referencing: the draft checked against the retrieved reviews and revised where it departs
+    from them, before it is final."""
+
+    name = "crosscheck"
+    answer_tokens = 4096  # as Reason's
+
+    def __init__(self, attempts: int = 3):
+        super().__init__(attempts)
+        self.predict = dspy.Predict(CrossCheckReview)
+
+    def forward(self, item: Item, history: Sequence[tuple[Item, Review]], rating: float, review_title: str,
+                user_traits: str, draft: str, usage: Usage, sources: list[str]) -> dspy.Prediction:
+        def not_a_review(p: dspy.Prediction) -> str | None:  # keeping a consistent draft as it is is no copy
+            return review_problem(p.review, [*sources, self.predict.signature.instructions])
+
+        def too_short(p: dspy.Prediction) -> str | None:
+            return too_short_problem(p.review, [review.text for _, review in history])
+
+        signature, inputs = _given(self.predict.signature, _review_inputs(item, history, rating, review_title)
+                                   | {"user_traits": user_traits, "draft": draft})
+        return call_stage(self.name, self.predict, usage, self.attempts, check=not_a_review, soft_check=too_short,
+                          sampling=self.sampling(), signature=signature, **inputs)

@@ -38,7 +38,7 @@ def build_tasks(data: ReviewData, settings: RunSettings) -> tuple[list[ReviewTas
     tasks, unusable = [], []
     for row in rows:
         if row.profile:
-            tasks.append(settings.task(row, data))
+            tasks.append(settings.task(row, data, settings.split))
         else:
             unusable.append(PredictionRow(user_id=row.user_id, asin=row.data.asin, timestamp=row.data.timestamp,
                                           reference=row.data.text, status="failed",
@@ -96,6 +96,8 @@ def predict_one(program: DRP, task: ReviewTask) -> PredictionRow:
         summary=prediction.summary,
         history=[review.asin for _, review in task.history],
         comparisons=prediction.comparisons,
+        user_profiles=prediction.user_profiles,
+        reasoning=prediction.reasoning,
         failures=prediction.failures,
         retries=prediction.retries,
         usage=prediction.usage,
@@ -125,6 +127,8 @@ def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concu
     tasks, unusable = build_tasks(data, settings)
     written = read_rows(out / PREDICTIONS)
     todo = unfinished(tasks, written)
+    # the per-user summaries of finished samples serve the user's other samples: not made again
+    program.users.restore(profile for row in written.values() if row.finished for profile in row.user_profiles)
     with Progress(total=len(tasks), initial=len(tasks) - len(todo)) as progress, JsonlWriter(out / PREDICTIONS) as sink:
         for row in unusable:
             if latest(written, row.key) is None:

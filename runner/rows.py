@@ -32,6 +32,8 @@ class PredictionRow(BaseModel):
     summary: str | None = None
     history: list[str] = []
     comparisons: list[dict[str, Any]] = []
+    user_profiles: list[dict[str, Any]] = []  # per-user summaries used (`made`: this sample paid for it)
+    reasoning: dict[str, Any] = {}  # RRP's levels: user_traits, item_plan, draft, inconsistencies
     failures: list[dict[str, Any]] = []
     retries: list[dict[str, str]] = []
     usage: dict[str, dict[str, int]] = {}

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from ..data.loading import ReviewData
 from ..data.schema import UserRow
 from ..data.tasks import ReviewTask, build_task
-from ..programs import DRP, FROM_HISTORY, METHODS, STAGES, DRPConfig
+from ..programs import DRP, FROM_HISTORY, METHODS, DRPConfig, stage_names
 from ..serving import ADAPTERS, PROMPT_ORDERS, LMSpec, StageLMs
 from .errors import SettingsRefused
 from .files import write_json
@@ -25,7 +25,8 @@ class ProgramSettings:
 
     method: str = field(default="drp", metadata={"help": "drp, or a baseline run by the same program"})
     num_retrieved: int = field(default=8, metadata={
-        "help": "past reviews retrieved with BM25 for Summarize and Generate", "run_option": True})
+        "help": "past reviews retrieved with BM25 for Summarize and Generate (popi: at most --popi-reviews)",
+        "run_option": True})
     num_compared: int = field(default=8, metadata={
         "help": "profile items compared with representatives (Extract + Validate calls each)", "run_option": True})
     program: DRPConfig = field(default_factory=DRPConfig)
@@ -50,13 +51,17 @@ class ProgramSettings:
     @classmethod
     def for_method(cls, method: str, program: DRPConfig, num_retrieved: int, num_compared: int, lms: StageLMs,
                    **settings: Any) -> Any:
-        """The settings `method` runs with: its own program settings and retrieval sizes over the given ones."""
+        """The settings `method` runs with: its own program settings and retrieval sizes over the given ones, and
+        the LMs of the stages its program has."""
         config, num_retrieved, num_compared = METHODS[method].apply(program, num_retrieved, num_compared)
         return cls(method=method, program=config, num_retrieved=num_retrieved, num_compared=num_compared,
-                   lms=lms.describe(STAGES), **settings)
+                   lms=lms.describe(stage_names(config)), **settings)
 
-    def task(self, row: UserRow, data: ReviewData) -> ReviewTask:
-        return build_task(row, data, self.num_retrieved, self.num_compared, self.program.m)
+    def task(self, row: UserRow, data: ReviewData, split: str) -> ReviewTask:
+        """The sample of `row`, one of `split`'s rows (per-user summaries read the user's reviews before all their
+        targets in it; P-DB's, those of similar users too)."""
+        neighbours = self.program.similar_users if self.program.user_summary == "p-db" else 0
+        return build_task(row, data, self.num_retrieved, self.num_compared, self.program.m, split, neighbours)
 
     def record(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))

@@ -4,16 +4,26 @@ from .extract import ExtractDifferences, ExtractFixedDifferences
 from .features import DifferenceFeature
 from .generate import GenerateContrastiveReview, GenerateReview
 from .judge import JudgeFeature
+from .persona import DistillPersona, RefinePersona
+from .preferences import InferPreferences
+from .reason import CrossCheckReview, ReasonedReview
+from .recap import RecapHistory
 from .summarize import SummarizeProfile
 from .validate import ValidateDifferences
 
 __all__ = [
+    "CrossCheckReview",
     "DifferenceFeature",
+    "DistillPersona",
     "ExtractDifferences",
     "ExtractFixedDifferences",
     "GenerateContrastiveReview",
     "GenerateReview",
+    "InferPreferences",
     "JudgeFeature",
+    "ReasonedReview",
+    "RecapHistory",
+    "RefinePersona",
     "SummarizeProfile",
     "ValidateDifferences",
 ]

@@ -50,3 +50,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "live" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def train_data(tiny_data) -> ReviewData:
+    """tiny_data as the DPL train split holds it: each user's two latest reviews are targets, and the later row's
+    profile holds the earlier target."""
+    rows = []
+    for row in tiny_data.rows["test"]:
+        reviews = [*row.profile, row.data]
+        rows += [UserRow(user_id=row.user_id, profile=reviews[:-2], data=reviews[-2]),
+                 UserRow(user_id=row.user_id, profile=reviews[:-1], data=reviews[-1])]
+    return ReviewData(rows={"train": rows}, items=tiny_data.items)

@@ -1,8 +1,8 @@
 """A scripted LM for optimizer tests: it reads the output fields a prompt asks for and fills them in.
 
 Stage answers depend on the instruction: a proposed instruction (the proposer's answers start with
-PROPOSED) makes Summarize and Generate answer closer to the references, so optimizers have something
-to find. Every call is counted in `calls`, by kind (task or proposer), across copies of the LM."""
+PROPOSED) makes Summarize, Infer (POPI) and Generate answer closer to the references, so optimizers have
+something to find. Every call is counted in `calls`, by kind (task or proposer), across copies of the LM."""
 
 from __future__ import annotations
 
@@ -50,10 +50,19 @@ class ScriptedLM(DummyLM):
             return FEATURES
         if field == "keep":
             return [1]
+        if field in ("facts", "traits"):  # P-DB's persona
+            return ["writes blunt, short reviews", "likes rock albums"]
+        if field == "inconsistencies":  # RRP's cross-check
+            return []
+        if field == "user_traits":
+            return "Blunt and short, as in Review 1."
         if field == "summary":
             return "A blunt writer of short reviews." if proposed else "A writer."
+        if field == "preferences":
+            return "Thinks album 3 is fine." if proposed else "Likes music."
         if field == "review":
-            review = "I think album 3 is fine" if proposed else "Generic text about music here"
+            review = ("I think album 3 is fine" if proposed or "Thinks album 3 is fine" in user
+                      else "Generic text about music here")
             return review + (" and blunt." if "blunt writer" in user else ".")
         if field.startswith("proposed_prefix"):
             return "Review:"

@@ -263,3 +263,28 @@ def test_hub_source_names_and_category_required() -> None:
     assert _hub_names("some/folder") is None
     with pytest.raises(ValueError, match="category"):
         load_reviews("hub")  # checked before anything is downloaded
+
+
+def test_a_users_earlier_reviews_precede_all_their_targets_of_the_split(train_data):
+    first, second = train_data.rows["train"][:2]
+    assert first.data in second.profile  # the later row's profile holds the earlier target
+    earlier = train_data.earlier_reviews("train", "u0")
+    assert [r.asin for r in earlier] == ["i0", "i1"] and first.data not in earlier and second.data not in earlier
+    task = build_task(second, train_data, num_retrieved=3, num_compared=2, m=4, split="train", neighbours=2)
+    assert [review for _, review in task.user_history] == list(earlier)
+    assert [c.item.asin for c in task.user_comparisons] == ["i1", "i0"]  # the latest first
+    assert [c.item.asin for c in task.comparisons] != [] and first.data in [r for _, r in task.history]
+    assert [n.user_id for n in task.neighbours] == ["u1", "u2"]  # all share both items: ties by user id
+    assert all(first.data.text not in r.text for n in task.neighbours for _, r in n.reviews)
+    assert build_task(second, train_data, 3, 2, 4).user_history == ()  # without the split: none
+
+
+def test_similar_users_share_the_most_earlier_items(tiny_data):
+    from drpkit.data.schema import UserRow
+
+    rows = tiny_data.rows["test"]
+    narrow = UserRow(user_id="u9", profile=rows[0].profile[:1], data=rows[0].data)
+    data = type(tiny_data)(rows={"test": [*rows, narrow]}, items=tiny_data.items)
+    assert data.similar_users("test", "u9", 2) == ["u0", "u1"]
+    assert data.similar_users("test", "u0", 10)[-1] == "u9"  # one item in common: last
+    assert data.similar_users("test", "nobody", 2) == []

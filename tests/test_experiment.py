@@ -3,12 +3,15 @@
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
 from drpkit.experiments import load_grid, run_grid
 from drpkit.runner import PREDICTIONS, read_rows
 from test_program import stage_lms
+
+ROOT = Path(__file__).resolve().parents[1]
 
 GRID = """
 methods = ["non-p", "cicl", "drp"]
@@ -290,3 +293,34 @@ def test_a_grid_starts_from_the_paper_unless_a_variant_names_a_profile(grid_file
     assert not non_p.program.style_hint and not non_p.program.length_floor
     grid_file.write_text(GRID.replace("[run]", '[run]\nprofile = "cpu"'))
     assert load_grid(grid_file).cells()[0].settings.adapter == "chat"  # the grid's [run] overrides its profile
+
+
+def test_the_table_shows_the_generators_prompt_tokens_beside_the_others(tmp_path):
+    """POPI's claim is a shorter context for the generator: its prompt tokens, read beside rag's."""
+    from drpkit.experiments.table import render_csv, render_markdown, table_rows
+
+    path = tmp_path / "grid.toml"
+    path.write_text('methods = ["rag", "popi", "rrp"]\n[data.sample]\nsource = "sample"\nlimit = 2\n')
+    grid = load_grid(path)
+    usage = {"rag": {"generate": 900}, "popi": {"infer": 700, "generate": 150},
+             "rrp": {"reason": 950, "crosscheck": 1100}}
+    metrics = {cell.id: {"bleu": 1.0, "meteor": 0.1, "rouge1": 0.1, "rougeL": 0.1, "length_ratio": 0.5,
+                         "seconds_per_sample": 1.0, "samples": 2, "failed": 0,
+                         "signatures": {"bleu": "b", "meteor": "m", "rouge": "r"},
+                         "usage_per_sample": {stage: {"calls": 1.0, "prompt_tokens": tokens, "completion_tokens": 10.0}
+                                              for stage, tokens in usage[cell.method].items()}}
+               for cell in grid.cells()}
+    rows = {row.method: row for row in table_rows(grid, metrics)}
+    assert {method: row.mean("generator_prompt_tokens") for method, row in rows.items()} == {
+        "rag": 900, "popi": 150, "rrp": 2050}  # Infer's tokens are the summary's, not the generator's
+    assert rows["popi"].mean("prompt_tokens") == 850
+    table = render_markdown(grid, list(rows.values()), metrics)
+    assert "| generator prompt tokens / sample |" in table and "| popi | base | 0 |" in table
+    assert "infer `drp-default`" in table and "reason `drp-default`" in table  # the stages the rows' programs have
+    assert "generator_prompt_tokens_min" in render_csv(list(rows.values())).splitlines()[0]
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("experiments/grids/*.toml")), ids=lambda path: path.stem)
+def test_the_shipped_grids_are_valid(path):
+    grid = load_grid(path)
+    assert grid.cells() and set(grid.methods) <= {cell.method for cell in grid.cells()}

@@ -1,4 +1,5 @@
-"""DRP end to end on a real vLLM server with the default packaged model (opt-in: pytest --live)."""
+"""DRP, and each method beyond the paper's comparison, end to end on a real vLLM server with the default packaged
+model (opt-in: pytest --live)."""
 
 import json
 
@@ -48,3 +49,27 @@ def test_drp_runs_on_the_sample_data(server, tmp_path, capsys, monkeypatch):
     rerun = json.loads(capsys.readouterr().out)
     assert rerun["samples"] == 3
     assert len((out / "predictions.jsonl").read_text().splitlines()) == len(rows)
+
+
+@pytest.mark.parametrize("method, stage", [("popi", "infer"), ("rrp", "reason"), ("llm-trsr", "recap"),
+                                           ("p-db", "distill")])
+def test_each_method_beyond_drps_comparison_runs_on_one_sample(server, tmp_path, capsys, monkeypatch, method, stage):
+    monkeypatch.setenv("DRPKIT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    main(["run", "--data", "sample", "--split", "test", "--limit", "1", "--out", str(out), "--method", method,
+          "--num-retrieved", "4", "--user-reviews", "4", "--similar-users", "1", "--concurrency", "1",
+          "--api-base", server.base_url, "--serve", "never"])
+    metrics = json.loads(capsys.readouterr().out)
+    (row,) = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert metrics["samples"] == 1 and row["status"] in ("ok", "failed"), row.get("error")
+    # the method's own stage ran on the server; a small CPU model's unusable answer is a recorded failure
+    assert row["usage"][stage]["calls"] >= 1 and row["usage"][stage]["prompt_tokens"] > 0
+    if row["status"] == "ok":
+        assert review_problem(row["prediction"], [row["summary"] or ""]) is None
+    else:
+        assert row["prediction"] is None and row["failures"][-1]["problems"]
+    if method == "rrp":
+        assert len(row["history"]) == 4 and (row["status"] != "ok" or row["reasoning"]["user_traits"])
+    else:  # the per-user summary was made for this sample, from the user's reviews before their target
+        assert [profile["made"] for profile in row["user_profiles"] if profile["kind"] == method] == [True]
+        assert (row["history"] == []) == (method == "popi")  # POPI's summary in place of the history

@@ -21,6 +21,7 @@ from drpkit.optimizers import (
 )
 from drpkit.programs import DRP, STAGES, DRPConfig
 from drpkit.runner import ProgramSettings, RunSettings, run
+from drpkit.serving import StageLMs
 from scripted_lm import ScriptedLM
 
 PAIRS = [
@@ -87,11 +88,11 @@ def test_metric_scores_a_failed_sample_zero_with_its_reason(tiny_data):
 
 
 def settings(optimizer="mipro", stages=("generate",), budget=2, **kwargs):
-    return OptimizeSettings(
-        data="tiny", stages=stages, optimizer=optimizer, budget=budget, candidates=3,
-        train=Portion("test", 2), dev=Portion("test", 2), heldout=Portion("test", 2),
-        num_retrieved=3, num_compared=1, program=DRPConfig(selection="random"), **kwargs,
-    )
+    return OptimizeSettings(**{
+        "data": "tiny", "stages": stages, "optimizer": optimizer, "budget": budget, "candidates": 3,
+        "train": Portion("test", 2), "dev": Portion("test", 2), "heldout": Portion("test", 2),
+        "num_retrieved": 3, "num_compared": 1, "program": DRPConfig(selection="random"), **kwargs,
+    })
 
 
 def run_optimize(data, out, **kwargs):
@@ -193,3 +194,21 @@ def test_report_tells_a_whitespace_only_change_from_a_new_wording(tmp_path):
     assert "unchanged" in extract
     assert "same words, other whitespace" in summarize
     assert "+Write a long review." in generate
+
+
+def test_popis_summarizer_is_tuned_against_the_review_metric_with_the_generator_held_fixed(tiny_data, tmp_path):
+    """POPI trains its summarizer with RL against the downstream objective; here its instruction is optimized."""
+    popi = ProgramSettings.for_method("popi", DRPConfig(selection="random"), 3, 1, StageLMs())
+    report, _, _ = run_optimize(tiny_data, tmp_path, stages=("infer",), method="popi", program=popi.program,
+                                num_retrieved=popi.num_retrieved, num_compared=popi.num_compared)
+    instructions = report["instructions"]
+    assert set(instructions) == {"extract", "validate", "summarize", "infer", "generate"}
+    assert "PROPOSED" in instructions["infer"]["after"]
+    assert instructions["generate"]["before"] == instructions["generate"]["after"]
+    assert report["scores"]["dev"]["after"]["metric"] > report["scores"]["dev"]["before"]["metric"]
+    assert "+++ infer (optimized)" in (tmp_path / "report.md").read_text()
+
+
+def test_a_stage_the_method_lacks_cannot_be_optimized():
+    with pytest.raises(ValueError, match="program has"):
+        settings(stages=("infer",))  # drp's program has no POPI summarizer

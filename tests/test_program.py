@@ -9,7 +9,7 @@ from dspy.utils import DummyLM
 from drpkit.data.tasks import build_task
 from drpkit.serving import (InputsFirstJSONAdapter, TextAdapter, ThinkingChatAdapter, ThinkingJSONAdapter,
                             strip_thinking)
-from drpkit.programs import DRP, DRPConfig, Extract, Generate, StageFailure, Summarize, Usage, Validate
+from drpkit.programs import DRP, STAGES, DRPConfig, Extract, Generate, StageFailure, Summarize, Usage, Validate
 from drpkit.programs.checks import review_problem
 from drpkit.programs.formatting import format_item
 from drpkit.signatures import (DifferenceFeature, ExtractDifferences, GenerateReview, SummarizeProfile,
@@ -20,16 +20,27 @@ FEATURES = [
     {"name": "Capitals", "definition": "Use of upper case.", "description": "Writes in lower case only."},
 ]
 REVIEW = "short and blunt. does the job well enough for me. fine by me."
+PREFERENCES = "Likes plain rock records; rates them middling; writes short, blunt, lower-case reviews."
+FACTS = ["dislikes long albums", "writes in lower case", "likes rock albums"]
+LEVELS = {"user_traits": "Terse and lower case, as in Review 1.", "item_plan": "Call it fine in two short lines.",
+          "review": REVIEW}
+ANSWERS = {
+    "extract": {"reasoning": "compare", "differences": FEATURES},
+    "validate": {"reasoning": "check", "keep": [1]},
+    "summarize": {"summary": "Terse, lower-case writer."},
+    "infer": {"preferences": PREFERENCES},
+    "recap": {"summary": "A terse writer of short rock reviews."},
+    "distill": {"facts": FACTS, "traits": ["a terse critic"]},
+    "refine": {"traits": ["a terse, lower-case critic of rock albums"]},
+    "generate": {"review": REVIEW},
+    "reason": LEVELS,
+    "crosscheck": {"inconsistencies": [], "review": REVIEW},
+}
 
 
-def stage_lms(extract=None, validate=None, summarize=None, generate=None, n=50):
-    """One DummyLM per stage, each answering the same thing every time."""
-    return {
-        "extract": DummyLM(extract or [{"reasoning": "compare", "differences": FEATURES}] * n),
-        "validate": DummyLM(validate or [{"reasoning": "check", "keep": [1]}] * n),
-        "summarize": DummyLM(summarize or [{"summary": "Terse, lower-case writer."}] * n),
-        "generate": DummyLM(generate or [{"review": REVIEW}] * n),
-    }
+def stage_lms(n=50, **answers):
+    """One DummyLM per stage, each answering the same thing every time (`answers` by stage: a list of its own)."""
+    return {stage: DummyLM(answers.get(stage) or [ANSWERS[stage]] * n) for stage in STAGES}
 
 
 def test_extract_returns_typed_features(tiny_data):
@@ -246,20 +257,23 @@ def test_methods_are_settings_of_the_one_program(tiny_data):
     calls = {}
     for name, method in METHODS.items():
         config, num_retrieved, num_compared = method.apply(DRPConfig(selection="random"), 3, 2)
-        task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved, num_compared, m=4)
+        task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved, num_compared, m=4, split="test",
+                          neighbours=config.similar_users)
         program = DRP(config)
         lms = stage_lms()
         program.set_stage_lms(lms)
         prediction = program(task=task)
         assert prediction.review == REVIEW
         calls[name] = {stage: usage["calls"] for stage, usage in prediction.usage.items()}
-        generate_prompt = lms["generate"].history[0]["messages"][-1]["content"]
-        whole_prompt = "\n".join(message["content"] for message in lms["generate"].history[0]["messages"])
+        writer = lms["reason" if name == "rrp" else "generate"].history[0]["messages"]
+        whole_prompt = "\n".join(message["content"] for message in writer)
         # an input the method lacks is not in the prompt at all, neither as a field nor as "(none)"
-        assert ("past_reviews" in whole_prompt) == (name != "non-p")
-        assert ("profile_summary" in whole_prompt) == (name in {"intsum", "dpl", "drp"})
+        assert ("past_reviews" in whole_prompt) == (name not in {"non-p", "popi"})
+        assert ("profile_summary" in whole_prompt) == (name in {"intsum", "dpl", "drp", "popi", "llm-trsr", "p-db"})
         assert "(none)" not in whole_prompt
-        assert ("Other customers' reviews (not like these)" in generate_prompt) == (name == "cicl")
+        assert ("Other customers' reviews (not like these)" in writer[-1]["content"]) == (name == "cicl")
+        for lm in lms.values():  # the target review never reaches a prompt
+            assert all(task.reference not in str(call["messages"]) for call in lm.history)
     assert calls == {
         "non-p": {"generate": 1},
         "rag": {"generate": 1},
@@ -267,7 +281,28 @@ def test_methods_are_settings_of_the_one_program(tiny_data):
         "cicl": {"generate": 1},
         "dpl": {"extract": 2, "summarize": 1, "generate": 1},
         "drp": {"extract": 2, "validate": 2, "summarize": 1, "generate": 1},
+        "popi": {"infer": 1, "generate": 1},
+        "rrp": {"reason": 1, "crosscheck": 1},
+        "llm-trsr": {"recap": 1, "generate": 1},
+        "p-db": {"distill": 3, "refine": 1, "generate": 1},  # the user's and two similar users' personas
     }
+
+
+def test_methods_have_the_stages_their_settings_add_and_keep_drps_prompts():
+    from drpkit.programs import METHODS, stage_names
+
+    added = {name: set(stage_names(method.apply(DRPConfig(), 8, 8)[0])) - {"extract", "validate", "summarize",
+                                                                             "generate"}
+             for name, method in METHODS.items()}
+    assert added == {"non-p": set(), "rag": set(), "intsum": set(), "cicl": set(), "dpl": set(), "drp": set(),
+                     "popi": {"infer"}, "rrp": {"reason", "crosscheck"}, "llm-trsr": {"recap"},
+                     "p-db": {"distill", "refine"}}
+    # a stage a method lacks is not part of its prompts: adding methods changed no other method's fingerprint
+    popi = DRP(METHODS["popi"].apply(DRPConfig(), 8, 8)[0])
+    assert set(popi.stages()) == {"extract", "validate", "summarize", "infer", "generate"}
+    assert DRP(DRPConfig()).fingerprint() != popi.fingerprint()
+    assert METHODS["popi"].apply(DRPConfig(), 8, 8)[1] == 0  # the summary alone, as POPI
+    assert METHODS["popi"].apply(DRPConfig(popi_reviews=2), 8, 8)[1] == 2
 
 
 def test_cicl_contrasts_the_users_reviews_with_the_representatives(tiny_data):
@@ -360,8 +395,8 @@ def test_each_stage_asks_for_its_own_answer_budget(tiny_data):
     assert program(task=task).review == REVIEW
     asked = {stage: lm.history[-1]["kwargs"]["max_tokens"] for stage, lm in lms.items()}
     longest = max(len(review.text.split()) for _, review in task.history)
-    assert review_budget(task) >= 2 * longest  # room for a review twice the user's longest, in tokens
-    assert asked == {"extract": 1000, "validate": 512, "summarize": 512, "generate": review_budget(task)}  # LM caps 1000
+    assert review_budget(task.history) >= 2 * longest  # room for a review twice the user's longest, in tokens
+    assert asked == {"extract": 1000, "validate": 512, "summarize": 512, "generate": review_budget(task.history)}  # LM caps 1000
 
 
 # ----------------------------------------------------------------------------- plain text and demos
@@ -489,3 +524,208 @@ def test_the_fingerprint_covers_the_prompts_as_the_adapter_writes_them():
     assert text == DRP(DRPConfig()).fingerprint(TextAdapter(ThinkingJSONAdapter()))
     assert text != program.fingerprint(Terse(ThinkingJSONAdapter())) != program.fingerprint()
     assert program.fingerprint(ThinkingJSONAdapter()) != program.fingerprint(ThinkingChatAdapter())
+
+
+# ----------------------------------------------------------------------------- per-user summaries, RRP
+
+
+def method_program(name, lms=None, **config):
+    """The program of method `name` (random representatives), with `lms` (default: `stage_lms()`)."""
+    from drpkit.programs import METHODS
+
+    config, num_retrieved, num_compared = METHODS[name].apply(DRPConfig(selection="random", **config), 3, 2)
+    program = DRP(config)
+    lms = lms or stage_lms()
+    program.set_stage_lms(lms)
+    return program, lms, num_retrieved, num_compared
+
+
+def train_tasks(data, user, num_retrieved, num_compared, neighbours=0):
+    return [build_task(row, data, num_retrieved, num_compared, m=4, split="train", neighbours=neighbours)
+            for row in data.rows["train"] if row.user_id == user]
+
+
+def prompts(lm):
+    return ["\n".join(m["content"] for m in call["messages"]) for call in lm.history]
+
+
+def test_popi_infers_the_preferences_once_per_user_and_generate_sees_them_instead_of_the_history(train_data):
+    program, lms, num_retrieved, num_compared = method_program("popi")
+    first, second = train_tasks(train_data, "u0", num_retrieved, num_compared)
+    predictions = [program(task=task) for task in (first, second)]
+    assert [p.review for p in predictions] == [REVIEW, REVIEW]
+    assert [p.usage.get("infer", {}).get("calls", 0) for p in predictions] == [1, 0]  # charged to the first
+    assert len(lms["infer"].history) == 1 and len(lms["generate"].history) == 2
+    assert [[(r["kind"], r["made"]) for r in p.user_profiles] for p in predictions] == [[("popi", True)],
+                                                                                        [("popi", False)]]
+    (inferred,) = prompts(lms["infer"])
+    assert "album 1" in inferred and "album 2" not in inferred  # the first target, in the second's profile: never
+    for prompt in prompts(lms["generate"]):
+        assert PREFERENCES in prompt and "past_reviews" not in prompt
+    assert all(p.summary == PREFERENCES for p in predictions)
+
+
+def test_a_per_user_summary_serves_every_generator_but_not_another_summarizer_prompt(train_data):
+    program, lms, num_retrieved, num_compared = method_program("popi")
+    task, _ = train_tasks(train_data, "u1", num_retrieved, num_compared)
+    program(task=task)
+    other_generator = program.deepcopy()  # as an optimizer's candidate: the copies share the per-user summaries
+    other_generator.set_stage_lms(lms)
+    other_generator.generate.predict.signature = other_generator.generate.predict.signature.with_instructions(
+        "Write the review.")
+    assert other_generator(task=task).usage.get("infer") is None and len(lms["infer"].history) == 1
+    other_summarizer = program.deepcopy()
+    other_summarizer.set_stage_lms(lms)
+    other_summarizer.infer.predict.signature = other_summarizer.infer.predict.signature.with_instructions(
+        "Summarize the user's taste.")
+    assert other_summarizer(task=task).usage["infer"]["calls"] == 1 and len(lms["infer"].history) == 2
+
+
+def test_popi_reviews_shows_a_few_retrieved_reviews_beside_the_summary(train_data):
+    program, lms, num_retrieved, num_compared = method_program("popi", popi_reviews=1)
+    assert num_retrieved == 1
+    task, _ = train_tasks(train_data, "u0", num_retrieved, num_compared)
+    program(task=task)
+    (prompt,) = prompts(lms["generate"])
+    assert PREFERENCES in prompt and prompt.count("Review 1 (of ") == 1 and "Review 2 (of " not in prompt
+
+
+def test_a_failed_per_user_summary_fails_each_target_of_the_user_without_a_second_try(train_data):
+    empty = [{"preferences": ""}] * 2
+    program, lms, num_retrieved, num_compared = method_program("popi", lms=stage_lms(infer=empty), attempts=2)
+    predictions = [program(task=task) for task in train_tasks(train_data, "u0", num_retrieved, num_compared)]
+    assert [p.review for p in predictions] == [None, None] and len(lms["infer"].history) == 2
+    assert [p.failures[-1]["stage"] for p in predictions] == ["infer", "infer"]
+    assert "empty preferences" in predictions[1].failures[-1]["problems"][0]
+
+
+def test_llm_trsr_summarizes_the_history_recurrently_chunk_by_chunk(tiny_data):
+    answers = [{"summary": "After the first chunk: terse."}, {"summary": "After the second chunk: terse, lower case."}]
+    program, lms, num_retrieved, num_compared = method_program("llm-trsr", lms=stage_lms(recap=answers), chunk_size=2)
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved, num_compared, m=4, split="test")
+    prediction = program(task=task)
+    first, second = prompts(lms["recap"])
+    assert "(none yet)" in first and "album 0" in first and "album 1" in first and "album 2" not in first
+    assert "After the first chunk: terse." in second and "album 2" in second and "album 0" not in second
+    (generate,) = prompts(lms["generate"])
+    assert "After the second chunk: terse, lower case." in generate and "[[ ## past_reviews ## ]]" in generate
+    assert prediction.summary == "After the second chunk: terse, lower case."
+    assert prediction.usage["recap"]["calls"] == 2
+
+
+def test_pdb_refines_the_persona_with_similar_users_and_retrieves_its_facts_for_the_target(tiny_data):
+    neighbour = [{"facts": ["likes jazz"], "traits": ["a careful listener"]}] * 2
+    distill = [{"facts": FACTS, "traits": ["a terse critic"]}, *neighbour]
+    program, lms, num_retrieved, num_compared = method_program("p-db", lms=stage_lms(distill=distill), persona_facts=1)
+    row = tiny_data.rows["test"][0]
+    task = build_task(row, tiny_data, num_retrieved, num_compared, m=4, split="test", neighbours=2)
+    prediction = program(task=task)
+    assert [n.user_id for n in task.neighbours] == ["u1", "u2"] and prediction.usage["distill"]["calls"] == 3
+    (refine,) = prompts(lms["refine"])
+    assert "a terse critic" in refine and "dislikes long albums" in refine and "Similar user 2:" in refine
+    assert "a careful listener" in refine
+    (generate,) = prompts(lms["generate"])
+    # the refined traits, and of the facts only the one about rock, which the target's query names
+    assert "a terse, lower-case critic of rock albums" in generate and "likes rock albums" in generate
+    assert "dislikes long albums" not in generate
+    kinds = [(r["kind"], r["user_id"]) for r in prediction.user_profiles]
+    assert kinds == [("persona", "u0"), ("persona", "u1"), ("persona", "u2"), ("p-db", "u0")]
+    # a similar user's persona is theirs too: their own p-db reuses it
+    task1 = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved, num_compared, m=4, split="test",
+                       neighbours=2)
+    assert [n.user_id for n in task1.neighbours] == ["u0", "u2"]
+    assert program(task=task1).usage.get("distill") is None and len(lms["refine"].history) == 2
+
+
+def test_summary_scope_user_summarizes_once_for_all_targets_of_a_user(train_data):
+    program, lms, num_retrieved, num_compared = method_program("drp", summary_scope="user")
+    tasks = train_tasks(train_data, "u2", num_retrieved, num_compared)
+    predictions = [program(task=task) for task in tasks]
+    assert [{s: u["calls"] for s, u in p.usage.items()} for p in predictions] == [
+        {"extract": 2, "validate": 2, "summarize": 1, "generate": 1}, {"generate": 1}]
+    assert predictions[0].comparisons == predictions[1].comparisons and len(predictions[1].comparisons) == 2
+    (summarize,) = prompts(lms["summarize"])
+    assert "album 2" not in summarize and "album 3" not in summarize  # neither target
+    per_target, lms2, *_ = method_program("drp")
+    for task in tasks:
+        per_target(task=task)
+    assert len(lms2["summarize"].history) == 2 and len(lms2["extract"].history) == 4
+    with pytest.raises(ValueError, match="summarize=True"):
+        DRPConfig(summary_scope="user", summarize=False)
+
+
+def test_rrp_reasons_through_the_template_then_cross_checks_the_draft(tiny_data):
+    revised = REVIEW + " the mix is flat, as always with this label."
+    crosscheck = [{"inconsistencies": ["too polite for this user"], "review": revised}]
+    program, lms, num_retrieved, num_compared = method_program("rrp", lms=stage_lms(crosscheck=crosscheck))
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved, num_compared, m=4)
+    prediction = program(task=task)
+    assert prediction.review == revised
+    assert prediction.reasoning == {"user_traits": LEVELS["user_traits"], "item_plan": LEVELS["item_plan"],
+                                    "draft": REVIEW, "inconsistencies": ["too polite for this user"]}
+    (reason,) = lms["reason"].history
+    outputs = reason["messages"][0]["content"]
+    assert outputs.index("user_traits") < outputs.index("item_plan") < outputs.index("`review`")  # levels in order
+    (check,) = prompts(lms["crosscheck"])
+    assert REVIEW in check and LEVELS["user_traits"] in check and "Review 1 (of " in check
+    assert set(prediction.usage) == {"reason", "crosscheck"}
+
+
+@pytest.mark.parametrize("answer, problem", [
+    (LEVELS | {"item_plan": ""}, "skips a level of the template: item plan is empty"),
+    (LEVELS | {"user_traits": "   "}, "skips a level of the template: user traits is empty"),
+    (LEVELS | {"item_plan": REVIEW}, "skips a level of the template: the plan is the review itself"),
+])
+def test_rrp_retries_an_answer_whose_reasoning_skips_a_level(tiny_data, answer, problem):
+    program, lms, num_retrieved, num_compared = method_program("rrp", lms=stage_lms(reason=[answer, LEVELS]))
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved, num_compared, m=4)
+    prediction = program(task=task)
+    assert prediction.review == REVIEW and prediction.usage["reason"]["calls"] == 2
+    assert prediction.retries[0]["stage"] == "reason" and prediction.retries[0]["problem"].startswith(problem)
+
+
+def test_rrp_retries_traits_that_cite_no_retrieved_review_but_keeps_them_if_nothing_better_comes(tiny_data):
+    uncited = LEVELS | {"user_traits": "Terse and lower case."}
+    program, lms, num_retrieved, num_compared = method_program("rrp", lms=stage_lms(reason=[uncited] * 4))
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved, num_compared, m=4)
+    prediction = program(task=task)
+    assert prediction.review == REVIEW and prediction.usage["reason"]["calls"] == 4
+    assert all("cite no past review" in r["problem"] for r in prediction.retries)
+
+
+def test_rrp_keeps_the_draft_when_the_cross_check_gives_no_usable_answer(tiny_data):
+    echo = [{"inconsistencies": [], "review": "[[ ## draft ## ]]"}] * 4
+    program, lms, num_retrieved, num_compared = method_program("rrp", lms=stage_lms(crosscheck=echo))
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved, num_compared, m=4)
+    prediction = program(task=task)
+    assert prediction.review == REVIEW and prediction.failures[-1]["stage"] == "crosscheck"
+    assert "inconsistencies" not in prediction.reasoning
+
+
+class _Thinking(dspy.JSONAdapter):
+    """Formats DummyLM's answers as an R1-style model without a reasoning parser writes them."""
+
+    def format_field_with_value(self, fields_with_values, role="user"):
+        return "<think>Skip the plan? {\"review\": \"ok\"}</think>\n" + super().format_field_with_value(
+            fields_with_values, role)
+
+
+def test_rrp_runs_with_a_think_model_on_its_own_stage_lm(tiny_data):
+    lms = stage_lms()
+    lms["reason"] = DummyLM([LEVELS | {"item_plan": ""}, LEVELS], adapter=_Thinking())
+    lms["crosscheck"] = DummyLM([ANSWERS["crosscheck"]], adapter=dspy.JSONAdapter())
+    program, lms, num_retrieved, num_compared = method_program("rrp", lms=lms)
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved, num_compared, m=4)
+    with dspy.context(adapter=TextAdapter(InputsFirstJSONAdapter())):  # the cpu profile's; DSPy's own fails on it
+        prediction = program(task=task)
+    assert prediction.review == REVIEW and prediction.failures == []
+    assert prediction.reasoning["item_plan"] == LEVELS["item_plan"]
+    assert "item plan is empty" in prediction.retries[0]["problem"]  # the thinking drifted: the level is retried
+    assert "<think>" not in str(prediction.reasoning)
+
+
+def test_rrp_takes_no_hints_its_template_has_no_place_for():
+    with pytest.raises(ValueError, match="length_hint"):
+        DRPConfig(rrp=True, length_hint=True)
+    with pytest.raises(ValueError, match="summarize=False"):
+        DRPConfig(user_summary="popi")

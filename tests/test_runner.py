@@ -294,3 +294,61 @@ def test_a_profile_leaves_what_needs_past_reviews_out_of_methods_without_them(mo
         _, shared, _ = cli._setup(cli._parser().parse_args(["run", "--method", method, "--profile", "hints"]))
         settings = RunSettings.for_method(**shared, data="sample")
         assert settings.adapter == "text" and (settings.program.style_hint, settings.program.length_floor) == hints
+
+
+def method_run(method, data, out, limit=None, concurrency=4, **program):
+    """Run `method` over the train split of `data` with DummyLMs; returns the metrics and the LMs."""
+    settings = RunSettings.for_method(method, DRPConfig(selection="random", **program), 3, 2, StageLMs(), data="tiny",
+                                      split="train", limit=limit, adapter="chat")
+    drp = DRP(settings.program)
+    lms = stage_lms(n=200)
+    drp.set_stage_lms(lms)
+    return run(drp, data, settings, out, concurrency=concurrency), lms
+
+
+def test_a_per_user_summary_is_made_once_for_a_users_targets_and_restored_on_resume(train_data, tmp_path):
+    _, lms = method_run("popi", train_data, tmp_path, limit=5)  # u0 and u1 whole, u2's first target
+    assert len(lms["infer"].history) == 3 and len(lms["generate"].history) == 5
+    rows = read_rows(tmp_path / PREDICTIONS).values()
+    made = {}
+    for row in rows:
+        (profile,) = row.user_profiles
+        made.setdefault(row.user_id, []).append(profile["made"])
+        assert row.usage.get("infer", {}).get("calls", 0) == profile["made"]  # charged where it was made
+    assert {user: sorted(flags) for user, flags in made.items()} == {"u0": [False, True], "u1": [False, True],
+                                                                     "u2": [True]}
+    _, lms = method_run("popi", train_data, tmp_path)  # resumed: u2's second target reuses its first's summary
+    assert len(lms["infer"].history) == 3 and len(lms["generate"].history) == 7  # u3, u4, u5 only
+    u2 = [row for row in read_rows(tmp_path / PREDICTIONS).values() if row.user_id == "u2"]
+    assert [row.user_profiles[0]["made"] for row in u2] == [True, False] and u2[1].summary == u2[0].summary
+
+
+def test_with_two_targets_a_user_summaries_made_once_per_user_cost_half_the_calls(train_data, tmp_path):
+    """What a run over the DPL train split shows (two targets a user): per sample, the per-user summaries'
+    calls halve, the generator's stay."""
+    calls = {}
+    for name, method, program in (("drp", "drp", {}), ("drp-user", "drp", {"summary_scope": "user"}),
+                                  ("intsum-user", "intsum", {"summary_scope": "user"}), ("popi", "popi", {}),
+                                  ("llm-trsr", "llm-trsr", {})):
+        metrics, _ = method_run(method, train_data, tmp_path / name, **program)
+        assert metrics["samples"] == 12 and metrics["failed"] == 0
+        calls[name] = {stage: usage["calls"] for stage, usage in metrics["usage_per_sample"].items()}
+    assert calls == {
+        "drp": {"extract": 2.0, "validate": 2.0, "summarize": 1.0, "generate": 1.0},
+        "drp-user": {"extract": 1.0, "validate": 1.0, "summarize": 0.5, "generate": 1.0},
+        "intsum-user": {"summarize": 0.5, "generate": 1.0},
+        "popi": {"infer": 0.5, "generate": 1.0},
+        "llm-trsr": {"recap": 0.5, "generate": 1.0},
+    }
+
+
+def test_rows_keep_rrps_levels(tiny_data, tmp_path):
+    settings = RunSettings.for_method("rrp", DRPConfig(), 3, 0, StageLMs(), data="tiny", limit=1, adapter="chat")
+    program = DRP(settings.program)
+    program.set_stage_lms(stage_lms())
+    run(program, tiny_data, settings, tmp_path, concurrency=1)
+    (row,) = read_rows(tmp_path / PREDICTIONS).values()
+    assert set(row.reasoning) == {"user_traits", "item_plan", "draft", "inconsistencies"}
+    assert set(row.usage) == {"reason", "crosscheck"} and row.prediction == REVIEW
+    assert set(json.loads((tmp_path / "run.json").read_text())["lms"]) == {
+        "extract", "validate", "summarize", "generate", "reason", "crosscheck"}  # the LMs of its program's stages
