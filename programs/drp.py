@@ -79,7 +79,7 @@ class DRPConfig:
     popi_reviews: int = field(default=0, metadata={
         "help": "popi: the BM25-retrieved past reviews Generate also sees beside the preference summary, at most "
                 "--num-retrieved (0: the summary alone, as POPI)"})
-    user_reviews: int = field(default=16, metadata={
+    user_reviews: int = field(default=8, metadata={
         "help": "popi, llm-trsr, p-db and --summary-scope user: the user's latest reviews (before all their "
                 "targets) that a summary made once per user reads"})
     chunk_size: int = field(default=4, metadata={"help": "llm-trsr: reviews per step of the recurrent summary"})
