@@ -121,12 +121,11 @@ class Summarize(Stage):
         self.predict = dspy.Predict(SummarizeProfile)
 
     def forward(self, past_reviews: str, differences: str, usage: Usage) -> str:
+        a_summary = _a_summary("summary", [past_reviews, self.predict.signature.instructions])
+
         def not_a_summary(prediction: dspy.Prediction) -> str | None:
-            if not (prediction.summary or "").strip():
-                return "empty summary"
-            # Restating the differences is what a summary does; re-listing them or copying reviews is not.
-            return (refusal_problem(prediction.summary) or feature_list_problem(prediction.summary)
-                    or copy_problem(prediction.summary, [past_reviews, self.predict.signature.instructions]))
+            # Restating the differences is what a summary does; re-listing them is not.
+            return a_summary(prediction) or feature_list_problem(prediction.summary)
 
         return call_stage(self.name, self.predict, usage, self.attempts, check=not_a_summary,
                           sampling=self.sampling(), past_reviews=past_reviews, differences=differences).summary.strip()
@@ -175,7 +174,8 @@ class Generate(Stage):
         signature, inputs = _given(self.predict.signature, inputs)
         return call_stage(
             self.name, self.predict, usage, self.attempts, check=not_a_review, soft_check=too_short,
-            sampling=self.sampling(budget, min_tokens), signature=signature,
+            sampling=self.sampling(budget, min_tokens), fallback=self.sampling(budget) if min_tokens else None,
+            signature=signature,
             **({"demos": demos} if demos is not None else {}), **inputs,
         ).review.strip()
 

@@ -514,6 +514,18 @@ def test_length_floor_asks_the_server_for_min_tokens_from_the_history_beside_the
         METHODS["non-p"].apply(DRPConfig(length_floor=1.0), 8, 8)
 
 
+def test_after_a_refusal_under_the_length_floor_the_retries_go_without_it(tiny_data):
+    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    refusal = "I'm sorry, but I can't assist with that request."
+    lm = DummyLM([{"review": refusal}, {"review": REVIEW}], adapter=dspy.ChatAdapter())
+    usage = Usage()
+    with dspy.context(lm=lm):
+        review = Generate()(task.item, task.history, "summary", 4.0, "ok", usage=usage, sources=[], min_tokens=40)
+    assert review == REVIEW
+    first, retry = (call["kwargs"].get("extra_body", {}) for call in lm.history)
+    assert first == {"min_tokens": 40} and retry == {}
+
+
 def test_the_fingerprint_covers_the_prompts_as_the_adapter_writes_them():
     class Terse(TextAdapter):
         def format_field_structure(self, signature):
