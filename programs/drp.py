@@ -70,6 +70,10 @@ class DRPConfig:
     length_floor: float = field(default=0.0, metadata={
         "help": "beyond the paper: Generate's review may not end before this share of the median length of the past "
                 "reviews it is shown, e.g. 1.0 (vLLM's min_tokens; other servers may refuse it; 0: off)"})
+    end_bias: float = field(default=0.0, metadata={
+        "help": "beyond the paper: added to the logit of the token that ends Generate's review, e.g. -4: the review "
+                "ends later where ending is a close call, never forced on as with --length-floor (vLLM's logit_bias "
+                "on the end token its /tokenize shows; a retry after a rejected answer goes without; 0: off)"})
     past_reviews: Literal["block", "demos"] = field(default="block", metadata={
         "help": "how Generate sees the past reviews: one text block (the paper), or beyond the paper as earlier "
                 "chat turns, each item answered with the user's own review (few-shot demos)"})
@@ -105,7 +109,8 @@ class DRPConfig:
             raise ValueError("summary_scope 'user' is where Summarize runs: it needs summarize=True")
         if self.summary_scope == "user" and self.style_hint:
             raise ValueError("style_hint measures against the target's compared items: not with summary_scope 'user'")
-        extras = [name for name in ("contrast", "length_hint", "style_hint", "length_floor") if getattr(self, name)]
+        extras = [name for name in ("contrast", "length_hint", "style_hint", "length_floor", "end_bias")
+                  if getattr(self, name)]
         if self.rrp and (extras or self.past_reviews != "block"):
             raise ValueError(f"RRP's template takes the past reviews as a block and no hints: not with "
                              f"{extras or ['past_reviews ' + self.past_reviews]}")
@@ -170,7 +175,7 @@ class DRP(dspy.Module):
         self.validate = Validate(config.attempts)
         self.summarize = Summarize(config.attempts)
         self.generate = Generate(config.contrast, config.attempts, config.length_hint, config.past_reviews,
-                                 config.style_hint)
+                                 config.style_hint, config.end_bias)
         for cls in (Infer, Recap, Distill, Refine, Reason, CrossCheck):  # only where a setting adds them
             if cls.name in stage_names(config):
                 setattr(self, cls.name, cls(config.attempts))

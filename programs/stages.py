@@ -3,12 +3,14 @@ modules, one per stage; each can carry its own LM (`set_lm`)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import dspy
 
 from ..data.schema import Item, Review
+from ..serving import end_of_turn_token
 from ..signatures import (
     CrossCheckReview,
     DifferenceFeature,
@@ -46,19 +48,43 @@ class Stage(dspy.Module):
         super().__init__()
         self.attempts = attempts
 
-    def sampling(self, tokens: int | None = None, min_tokens: int | None = None) -> dict[str, Any]:
+    @property
+    def lm(self) -> dspy.LM | None:
+        return self.predictors()[0].lm or dspy.settings.lm
+
+    def sampling(self, tokens: int | None = None, min_tokens: int | None = None,
+                 end_bias: float = 0.0) -> dict[str, Any]:
         """The request settings of a call: at most `tokens` (default `answer_tokens`), capped by the max_tokens
-        of the stage's LM, and, with `min_tokens`, no end before that many (vLLM's `min_tokens`, sent beside the
-        LM's own `extra_body`)."""
-        lm = self.predictors()[0].lm or dspy.settings.lm
-        settings = lm.kwargs if lm is not None else {}
+        of the stage's LM; with `min_tokens`, no end before that many (vLLM's `min_tokens`), and with `end_bias`,
+        that much added to the logit of the token that ends the answer (below 0: ends later, never forced; the
+        token asked of the server). Both are sent beside the LM's own `extra_body`."""
+        settings = self.lm.kwargs if self.lm is not None else {}
         cap = settings.get("max_tokens")
         wanted = tokens or self.answer_tokens
         sampling: dict[str, Any] = {"max_tokens": min(wanted, cap) if cap else wanted}
+        extra: dict[str, Any] = {}
         if min_tokens:
-            extra_body = {**settings.get("extra_body", {}), "min_tokens": min(min_tokens, sampling["max_tokens"])}
-            sampling["extra_body"] = extra_body
+            extra["min_tokens"] = min(min_tokens, sampling["max_tokens"])
+        if end_bias:
+            extra["logit_bias"] = {str(_end_token(self.lm)): end_bias}
+        if extra:
+            sampling["extra_body"] = {**settings.get("extra_body", {}), **extra}
         return sampling
+
+
+@functools.cache
+def _end_token_at(base_url: str, model: str) -> int:
+    return end_of_turn_token(base_url, model)
+
+
+def _end_token(lm: dspy.LM | None) -> int:
+    """The end-of-answer token of the model behind `lm`, asked once of its server (the first, of replicas)."""
+    if lm is None:
+        raise ValueError("end_bias needs the stage's LM, and there is none")
+    base = lm.kwargs.get("api_base") or next(iter(getattr(lm.engine, "api_bases", ())), None)
+    if base is None:
+        raise ValueError(f"end_bias needs the base URL of the server of {lm.model}")
+    return _end_token_at(base, lm.model.split("/", 1)[-1])
 
 
 def _no_features(prediction: dspy.Prediction) -> str | None:
@@ -133,14 +159,16 @@ class Summarize(Stage):
 
 class Generate(Stage):
     """Step 3b: the review, from the history and the profile (the summary, or CICL's contrast examples);
-    an echo of the prompt, or an answer far shorter than any past review, is retried."""
+    an echo of the prompt, or an answer far shorter than any past review, is retried. A length floor or an end
+    bias holds for the first answer only: rejected under it, the answer is retried without."""
 
     name = "generate"
     answer_tokens = 512  # a review, when no past review gives this user's length (`review_budget`)
 
     def __init__(self, contrastive: bool = False, attempts: int = 3, length_hint: bool = False,
-                 past_reviews: Literal["block", "demos"] = "block", style_hint: bool = False):
+                 past_reviews: Literal["block", "demos"] = "block", style_hint: bool = False, end_bias: float = 0.0):
         super().__init__(attempts)
+        self.end_bias = end_bias
         signature = GenerateContrastiveReview if contrastive else GenerateReview
         if length_hint:
             signature = signature.insert(-1, "review_length", dspy.InputField(
@@ -174,7 +202,8 @@ class Generate(Stage):
         signature, inputs = _given(self.predict.signature, inputs)
         return call_stage(
             self.name, self.predict, usage, self.attempts, check=not_a_review, soft_check=too_short,
-            sampling=self.sampling(budget, min_tokens), fallback=self.sampling(budget) if min_tokens else None,
+            sampling=self.sampling(budget, min_tokens, self.end_bias),
+            fallback=self.sampling(budget) if min_tokens or self.end_bias else None,
             signature=signature,
             **({"demos": demos} if demos is not None else {}), **inputs,
         ).review.strip()

@@ -54,13 +54,8 @@ def check_server(base_url: str, timeout: float = 5) -> list[str]:
     """
     url = base_url.rstrip("/") + "/models"
     hint = f"no vLLM server answers at {base_url}; start one with `drp serve` or pass --serve"
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host in ("127.0.0.1", "localhost", "::1"):  # never send loopback requests to an HTTP proxy
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    else:
-        opener = urllib.request.build_opener()
     try:
-        with opener.open(url, timeout=timeout) as resp:
+        with _opener(url).open(url, timeout=timeout) as resp:
             body = resp.read()
     except urllib.error.HTTPError as exc:
         raise ServerUnavailable(f"{hint} (GET {url} answered HTTP {exc.code})") from exc
@@ -72,6 +67,41 @@ def check_server(base_url: str, timeout: float = 5) -> list[str]:
         return [str(m["id"]) for m in data["data"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise ServerUnavailable(f"{hint} (GET {url} did not return an OpenAI model list)") from exc
+
+
+def end_of_turn_token(base_url: str, model: str, timeout: float = 30) -> int:
+    """The token with which the served model ends its answer: what the chat template closes a final message with
+    and leaves off an open one (vLLM's `/tokenize`; the server's own tokenizer and template, so any model)."""
+    root = base_url.rstrip("/").removesuffix("/v1")
+    messages = [{"role": "user", "content": "Hello."}, {"role": "assistant", "content": "Hello to you."}]
+    hint = f"the end-of-answer token of {model} needs vLLM's /tokenize at {root}"
+    try:
+        open_, closed = (_post_json(f"{root}/tokenize", {
+            "model": model, "messages": messages, "add_generation_prompt": False,
+            "continue_final_message": final_open}, timeout)["tokens"] for final_open in (True, False))
+    except urllib.error.HTTPError as exc:
+        raise ServerUnavailable(f"{hint} (HTTP {exc.code})") from exc
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise ServerUnavailable(f"{hint} ({getattr(exc, 'reason', exc)})") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ServerUnavailable(f"{hint} (it did not answer with tokens)") from exc
+    if len(closed) <= len(open_) or closed[:len(open_)] != open_:
+        raise ServerUnavailable(f"{hint} (the chat template does not close an answer with a token of its own)")
+    return int(closed[len(open_)])
+
+
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host in ("127.0.0.1", "localhost", "::1"):  # never send loopback requests to an HTTP proxy
+        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    return urllib.request.build_opener()
+
+
+def _post_json(url: str, payload: dict, timeout: float) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with _opener(url).open(request, timeout=timeout) as resp:
+        return json.loads(resp.read())
 
 
 # ----------------------------------------------------------------------------- ports

@@ -62,3 +62,17 @@ def train_data(tiny_data) -> ReviewData:
         rows += [UserRow(user_id=row.user_id, profile=reviews[:-2], data=reviews[-2]),
                  UserRow(user_id=row.user_id, profile=reviews[:-1], data=reviews[-1])]
     return ReviewData(rows={"train": rows}, items=tiny_data.items)
+
+
+@pytest.fixture
+def vllm_stand_in(tmp_path):
+    """`fake_server.py` in a thread of the test: the base URL of an OpenAI-compatible server with vLLM's /tokenize."""
+    import threading
+
+    from fake_server import FakeServer
+
+    server = FakeServer(tmp_path / "requests.jsonl")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()

@@ -1,5 +1,5 @@
 """A stand-in for vLLM's OpenAI-compatible server, for fault tests that drive `drp` in a subprocess: it answers
-every stage of the program (the fields a prompt asks for, as `scripted_lm` fills them), logs each request (its
+every stage of the program (the fields a prompt asks for, as `scripted_lm` fills them) and `/tokenize`, logs each request (its
 stage, the item it is about, the Authorization header) to a JSONL file, and can be told to be slow, to answer
 garbage or to hang.
 
@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from scripted_lm import _FIELD, _OUTPUT_FIELDS, ScriptedLM  # noqa: E402
 
 MODEL = "drp-default"
+END_TOKEN = 151645
 _ITEM = re.compile(r"\[\[ ## item ## \]\]\n([^\n]*)")  # "Artist - Album. Its description."
 
 
@@ -59,6 +60,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        if self.path == "/tokenize":  # a chat as Qwen's template writes it: an answer closes with <|im_end|>, "\n"
+            tokens = [151644, 872, 198, 9707, 13, 151645, 198, 151644, 77091, 198, 9707, 311, 498, 13]
+            closed = tokens if body.get("continue_final_message") else tokens + [END_TOKEN, 198]
+            self._send(200, json.dumps({"tokens": closed, "count": len(closed)}).encode())
+            return
         prompt = "\n\n".join(str(message.get("content")) for message in body["messages"])
         item = _ITEM.search(prompt)
         self.server.record({"stage": stage_of(prompt), "item": item and item.group(1),

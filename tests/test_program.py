@@ -526,6 +526,20 @@ def test_after_a_refusal_under_the_length_floor_the_retries_go_without_it(tiny_d
     assert first == {"min_tokens": 40} and retry == {}
 
 
+def test_end_bias_lowers_the_end_token_of_the_first_answer_only(tiny_data, vllm_stand_in):
+    from fake_server import END_TOKEN
+
+    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    echo = "[[ ## past_reviews ## ]]\nReview 1 (of Album 0)"
+    lm = DummyLM([{"review": echo}, {"review": REVIEW}], adapter=dspy.ChatAdapter())
+    lm.kwargs["api_base"] = vllm_stand_in
+    program = DRP(DRPConfig(selection="random", summarize=False, end_bias=-4.0))
+    program.set_stage_lms(dict.fromkeys(("extract", "validate", "summarize", "generate"), lm))
+    assert program(task=task).review == REVIEW
+    first, retry = (call["kwargs"].get("extra_body", {}) for call in lm.history)
+    assert first == {"logit_bias": {str(END_TOKEN): -4.0}} and retry == {}
+
+
 def test_the_fingerprint_covers_the_prompts_as_the_adapter_writes_them():
     class Terse(TextAdapter):
         def format_field_structure(self, signature):

@@ -21,6 +21,7 @@ from drpkit.serving.server import (
     check_server,
     cpu_computes_bf16,
     cpu_env,
+    end_of_turn_token,
     find_free_port,
     port_in_use,
 )
@@ -151,6 +152,17 @@ def test_check_server_closed_port_raises():
 def test_check_server_fake_server(fake_server):
     assert check_server(f"http://127.0.0.1:{fake_server}/v1") == ["drp-default"]
     assert check_server(f"http://127.0.0.1:{fake_server}/v1/") == ["drp-default"]
+
+
+def test_end_of_turn_token_is_the_token_the_chat_template_closes_an_answer_with(vllm_stand_in):
+    from fake_server import END_TOKEN
+
+    assert end_of_turn_token(vllm_stand_in, "drp-default") == END_TOKEN
+
+
+def test_end_of_turn_token_from_a_server_without_tokenize_is_a_clear_error(fake_server):
+    with pytest.raises(ServerUnavailable, match=r"needs vLLM's /tokenize at http://127.0.0.1:\d+ \(HTTP 501\)"):
+        end_of_turn_token(f"http://127.0.0.1:{fake_server}/v1", "drp-default")
 
 
 def test_check_server_wrong_path_raises(fake_server):
