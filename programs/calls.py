@@ -34,20 +34,21 @@ def call_stage(
     sampling: dict[str, Any] | None = None,
     soft_check: Callable[[dspy.Prediction], str | None] | None = None,
     fallback: dict[str, Any] | None = None,
+    fallback_after: Callable[[str], bool] = lambda problem: True,
     **inputs: Any,
 ) -> dspy.Prediction:
     """Run `predictor`, retrying (at a higher temperature, off the cache) while the answer does not
     parse or `check` names a problem with it; raise StageFailure with every problem seen. A problem that
     `soft_check` names is worth a retry but is no failure: when no attempt passes it, the last answer that
     passed `check` is returned. `sampling` (the stage's `max_tokens`, `extra_body`) overrides the LM's settings;
-    after an answer that fails `check` or does not parse, the attempts left use `fallback` instead, when given:
-    sampling without a constraint that may have caused the failure (a length floor forces a model that has
-    nothing more to say into loops and padded refusals)."""
+    after an answer that fails `check` with a problem that `fallback_after` names as one the constraint may have
+    caused, the attempts left use `fallback` instead, when given: sampling without that constraint (a length floor
+    forces a model that has nothing more to say into loops; it causes no refusal, which is retried under it)."""
     problems: list[str] = []
     acceptable: dspy.Prediction | None = None
     sampling = sampling or {}
     for attempt in range(attempts):
-        if problems and fallback is not None and acceptable is None:
+        if problems and fallback is not None and acceptable is None and fallback_after(problems[-1]):
             sampling = fallback
         config = sampling if attempt == 0 else {**sampling, "temperature": RETRY_TEMPERATURE, "rollout_id": attempt}
         with dspy.track_usage() as tracker:

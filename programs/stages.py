@@ -28,7 +28,7 @@ from ..signatures import (
 )
 
 from .calls import call_stage
-from .checks import (copy_problem, feature_list_problem, refusal_problem, review_problem, skipped_level_problem,
+from .checks import (copy_problem, feature_list_problem, forced_problem, refusal_problem, review_problem, skipped_level_problem,
                      too_short_problem, uncited_problem)
 from .formatting import format_history, format_item, format_numbered_features, format_others, format_review
 from .usage import Usage
@@ -160,7 +160,8 @@ class Summarize(Stage):
 class Generate(Stage):
     """Step 3b: the review, from the history and the profile (the summary, or CICL's contrast examples);
     an echo of the prompt, or an answer far shorter than any past review, is retried. A length floor or an end
-    bias holds for the first answer only: rejected under it, the answer is retried without."""
+    bias holds until an answer fails in a way they can force (a loop, a copy of the prompt): the attempts left go
+    without."""
 
     name = "generate"
     answer_tokens = 512  # a review, when no past review gives this user's length (`review_budget`)
@@ -203,7 +204,7 @@ class Generate(Stage):
         return call_stage(
             self.name, self.predict, usage, self.attempts, check=not_a_review, soft_check=too_short,
             sampling=self.sampling(budget, min_tokens, self.end_bias),
-            fallback=self.sampling(budget) if min_tokens or self.end_bias else None,
+            fallback=self.sampling(budget) if min_tokens or self.end_bias else None, fallback_after=forced_problem,
             signature=signature,
             **({"demos": demos} if demos is not None else {}), **inputs,
         ).review.strip()

@@ -514,24 +514,25 @@ def test_length_floor_asks_the_server_for_min_tokens_from_the_history_beside_the
         METHODS["non-p"].apply(DRPConfig(length_floor=1.0), 8, 8)
 
 
-def test_after_a_refusal_under_the_length_floor_the_retries_go_without_it(tiny_data):
+def test_after_a_loop_under_the_length_floor_the_retries_go_without_it_but_not_after_a_refusal(tiny_data):
     task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
     refusal = "I'm sorry, but I can't assist with that request."
-    lm = DummyLM([{"review": refusal}, {"review": REVIEW}], adapter=dspy.ChatAdapter())
+    loop = " ".join(["the band plays the same song again and again and again"] * 3)
+    lm = DummyLM([{"review": refusal}, {"review": loop}, {"review": REVIEW}], adapter=dspy.ChatAdapter())
     usage = Usage()
     with dspy.context(lm=lm):
         review = Generate()(task.item, task.history, "summary", 4.0, "ok", usage=usage, sources=[], min_tokens=40)
     assert review == REVIEW
-    first, retry = (call["kwargs"].get("extra_body", {}) for call in lm.history)
-    assert first == {"min_tokens": 40} and retry == {}
+    floors = [call["kwargs"].get("extra_body", {}).get("min_tokens") for call in lm.history]
+    assert floors == [40, 40, None]  # a refusal is no work of the floor; a loop may be
 
 
-def test_end_bias_lowers_the_end_token_of_the_first_answer_only(tiny_data, vllm_stand_in):
+def test_end_bias_lowers_the_end_token_until_an_answer_loops(tiny_data, vllm_stand_in):
     from fake_server import END_TOKEN
 
     task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
-    echo = "[[ ## past_reviews ## ]]\nReview 1 (of Album 0)"
-    lm = DummyLM([{"review": echo}, {"review": REVIEW}], adapter=dspy.ChatAdapter())
+    loop = " ".join(["the band plays the same song again and again and again"] * 3)
+    lm = DummyLM([{"review": loop}, {"review": REVIEW}], adapter=dspy.ChatAdapter())
     lm.kwargs["api_base"] = vllm_stand_in
     program = DRP(DRPConfig(selection="random", summarize=False, end_bias=-4.0))
     program.set_stage_lms(dict.fromkeys(("extract", "validate", "summarize", "generate"), lm))
