@@ -48,8 +48,6 @@ def call_stage(
     acceptable: dspy.Prediction | None = None
     sampling = sampling or {}
     for attempt in range(attempts):
-        if problems and fallback is not None and acceptable is None and fallback_after(problems[-1]):
-            sampling = fallback
         config = sampling if attempt == 0 else {**sampling, "temperature": RETRY_TEMPERATURE, "rollout_id": attempt}
         with dspy.track_usage() as tracker:
             try:
@@ -66,6 +64,8 @@ def call_stage(
             problem = soft_check(prediction) if soft_check else None
             if problem is None:
                 return prediction
+        if fallback is not None and acceptable is None and fallback_after(problem):
+            sampling = fallback
         answer = {k: str(v)[:300] for k, v in prediction.items() if k != "reasoning"}
         problems.append(f"{problem}: {answer}")
         usage.retries.append({"stage": stage, "problem": problems[-1]})

@@ -54,7 +54,6 @@ def too_short_problem(review: str | None, past_reviews: list[str]) -> str | None
 def forced_problem(problem: str) -> bool:
     """Whether an answer's problem is one that decoding past the model's own end can make: a loop, the prompt's
     markers or text copied to fill the length (not a refusal or a reply, which come first)."""
-    problem = problem.split(": {", 1)[0]  # as recorded: the problem, then the answer
     return problem.startswith(("repeats itself", "echoes the prompt's field markers")) or "copied verbatim" in problem
 
 

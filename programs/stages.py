@@ -28,8 +28,8 @@ from ..signatures import (
 )
 
 from .calls import call_stage
-from .checks import (copy_problem, feature_list_problem, forced_problem, refusal_problem, review_problem, skipped_level_problem,
-                     too_short_problem, uncited_problem)
+from .checks import (copy_problem, feature_list_problem, forced_problem, refusal_problem, review_problem,
+                     skipped_level_problem, too_short_problem, uncited_problem)
 from .formatting import format_history, format_item, format_numbered_features, format_others, format_review
 from .usage import Usage
 
