@@ -74,9 +74,14 @@ class DRPConfig:
         "help": "beyond the paper: added to the logit of the token that ends Generate's review, e.g. -4: the review "
                 "ends later where ending is a close call, never forced on as with --length-floor (vLLM's logit_bias "
                 "on the end token its /tokenize shows; the retries after a loop go without; 0: off)"})
-    past_reviews: Literal["block", "demos"] = field(default="block", metadata={
+    past_reviews: Literal["block", "demos", "document"] = field(default="block", metadata={
         "help": "how Generate sees the past reviews: one text block (the paper), or beyond the paper as earlier "
-                "chat turns, each item answered with the user's own review (few-shot demos)"})
+                "chat turns, each item answered with the user's own review (few-shot demos), or as the earlier "
+                "entries of a document of the user's reviews that the model continues with the target's review "
+                "(vLLM's continue_final_message; no chat turn to refuse or reply to)"})
+    repetition_penalty: float = field(default=1.0, metadata={
+        "help": "beyond the paper: vLLM's repetition_penalty on Generate's review, e.g. 1.15 (above 1: a token of "
+                "the prompt or of the review so far is less likely again, so loops end; 1: off)"})
     user_summary: Literal["none", "popi", "llm-trsr", "p-db"] = field(default="none", metadata={
         "help": "Generate's profile made once per user from their reviews before all their targets: POPI's "
                 "preference summary, LLM-TRSR's recurrent summary, P-DB's persona", "method_only": True})
@@ -110,7 +115,7 @@ class DRPConfig:
         if self.summary_scope == "user" and self.style_hint:
             raise ValueError("style_hint measures against the target's compared items: not with summary_scope 'user'")
         extras = [name for name in ("contrast", "length_hint", "style_hint", "length_floor", "end_bias")
-                  if getattr(self, name)]
+                  if getattr(self, name)] + (["repetition_penalty"] if self.repetition_penalty != 1.0 else [])
         if self.rrp and (extras or self.past_reviews != "block"):
             raise ValueError(f"RRP's template takes the past reviews as a block and no hints: not with "
                              f"{extras or ['past_reviews ' + self.past_reviews]}")
@@ -175,7 +180,7 @@ class DRP(dspy.Module):
         self.validate = Validate(config.attempts)
         self.summarize = Summarize(config.attempts)
         self.generate = Generate(config.contrast, config.attempts, config.length_hint, config.past_reviews,
-                                 config.style_hint, config.end_bias)
+                                 config.style_hint, config.end_bias, config.repetition_penalty)
         for cls in (Infer, Recap, Distill, Refine, Reason, CrossCheck):  # only where a setting adds them
             if cls.name in stage_names(config):
                 setattr(self, cls.name, cls(config.attempts))

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 import dspy
 
 from ..data.schema import Item, Review
-from ..serving import end_of_turn_token
+from ..serving import DocumentAdapter, end_of_turn_token
 from ..signatures import (
     CrossCheckReview,
     DifferenceFeature,
@@ -22,6 +22,7 @@ from ..signatures import (
     InferPreferences,
     ReasonedReview,
     RecapHistory,
+    REVIEW_DOCUMENT,
     RefinePersona,
     SummarizeProfile,
     ValidateDifferences,
@@ -53,11 +54,12 @@ class Stage(dspy.Module):
         return self.predictors()[0].lm or dspy.settings.lm
 
     def sampling(self, tokens: int | None = None, min_tokens: int | None = None,
-                 end_bias: float = 0.0) -> dict[str, Any]:
+                 end_bias: float = 0.0, repetition_penalty: float = 1.0) -> dict[str, Any]:
         """The request settings of a call: at most `tokens` (default `answer_tokens`), capped by the max_tokens
-        of the stage's LM; with `min_tokens`, no end before that many (vLLM's `min_tokens`), and with `end_bias`,
+        of the stage's LM; with `min_tokens`, no end before that many (vLLM's `min_tokens`), with `end_bias`,
         that much added to the logit of the token that ends the answer (below 0: ends later, never forced; the
-        token asked of the server). Both are sent beside the LM's own `extra_body`."""
+        token asked of the server), and vLLM's `repetition_penalty` (above 1: a token of the prompt or the answer
+        so far is less likely again). All are sent beside the LM's own `extra_body`."""
         settings = self.lm.kwargs if self.lm is not None else {}
         cap = settings.get("max_tokens")
         wanted = tokens or self.answer_tokens
@@ -67,6 +69,8 @@ class Stage(dspy.Module):
             extra["min_tokens"] = min(min_tokens, sampling["max_tokens"])
         if end_bias:
             extra["logit_bias"] = {str(_end_token(self.lm)): end_bias}
+        if repetition_penalty != 1.0:
+            extra["repetition_penalty"] = repetition_penalty
         if extra:
             sampling["extra_body"] = {**settings.get("extra_body", {}), **extra}
         return sampling
@@ -167,9 +171,10 @@ class Generate(Stage):
     answer_tokens = 512  # a review, when no past review gives this user's length (`review_budget`)
 
     def __init__(self, contrastive: bool = False, attempts: int = 3, length_hint: bool = False,
-                 past_reviews: Literal["block", "demos"] = "block", style_hint: bool = False, end_bias: float = 0.0):
+                 past_reviews: Literal["block", "demos", "document"] = "block", style_hint: bool = False,
+                 end_bias: float = 0.0, repetition_penalty: float = 1.0):
         super().__init__(attempts)
-        self.end_bias = end_bias
+        self.end_bias, self.repetition_penalty = end_bias, repetition_penalty
         signature = GenerateContrastiveReview if contrastive else GenerateReview
         if length_hint:
             signature = signature.insert(-1, "review_length", dspy.InputField(
@@ -177,7 +182,7 @@ class Generate(Stage):
         if style_hint:
             signature = signature.insert(-1, "writing_style", dspy.InputField(
                 desc="your style, measured from your past reviews: follow it, length above all"), type_=str)
-        if past_reviews == "demos":  # the past reviews come as earlier turns of the conversation
+        if past_reviews != "block":  # the past reviews come as earlier turns, or earlier entries of the document
             signature = signature.delete("past_reviews")
         self.predict = dspy.Predict(signature)
         self.profile_field = "contrast_examples" if contrastive else "profile_summary"
@@ -195,19 +200,28 @@ class Generate(Stage):
 
         inputs = {"item": format_item(item), "rating": rating, "review_title": review_title,
                   self.profile_field: profile, "review_length": length, "writing_style": style}
-        if self.past_reviews == "demos":  # most relevant last, nearest the request
+        if self.past_reviews == "block":
+            demos, inputs["past_reviews"] = None, format_history(history) if history else None
+        else:  # most relevant last, nearest the request
             demos = [{"item": format_item(it), "rating": review.rating, "review_title": review.title,
                       "review": review.text} for it, review in reversed(history)]
-        else:
-            demos, inputs["past_reviews"] = None, format_history(history) if history else None
         signature, inputs = _given(self.predict.signature, inputs)
-        return call_stage(
-            self.name, self.predict, usage, self.attempts, check=not_a_review, soft_check=too_short,
-            sampling=self.sampling(budget, min_tokens, self.end_bias),
-            fallback=self.sampling(budget) if min_tokens or self.end_bias else None, fallback_after=forced_problem,
-            signature=signature,
-            **({"demos": demos} if demos is not None else {}), **inputs,
-        ).review.strip()
+        with dspy.context(**self.framing()):
+            return call_stage(
+                self.name, self.predict, usage, self.attempts, check=not_a_review, soft_check=too_short,
+                sampling=self.sampling(budget, min_tokens, self.end_bias, self.repetition_penalty),
+                fallback=(self.sampling(budget, repetition_penalty=self.repetition_penalty)
+                          if min_tokens or self.end_bias else None),
+                fallback_after=forced_problem, signature=signature,
+                **({"demos": demos} if demos is not None else {}), **inputs,
+            ).review.strip()
+
+    def framing(self) -> dict[str, Any]:
+        """The adapter of a document framing (`past_reviews="document"`), around the run's adapter."""
+        if self.past_reviews != "document":
+            return {}
+        return {"adapter": DocumentAdapter(REVIEW_DOCUMENT, ("item", "rating", "review_title"),
+                                           fallback=dspy.settings.adapter or dspy.JSONAdapter())}
 
 
 def _given(signature: type[dspy.Signature], inputs: dict[str, Any]) -> tuple[type[dspy.Signature], dict[str, Any]]:

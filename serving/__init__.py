@@ -2,14 +2,15 @@
 the local vLLM server that drpkit starts and checks (`server`), and several servers as replicas of one stage
 (`replicas`)."""
 
-from .adapters import (ADAPTERS, PROMPT_ORDERS, InputsFirstChatAdapter, InputsFirstJSONAdapter, TextAdapter,
-                       ThinkingChatAdapter, ThinkingJSONAdapter, configure_dspy, strip_thinking)
+from .adapters import (ADAPTERS, PROMPT_ORDERS, DocumentAdapter, InputsFirstChatAdapter, InputsFirstJSONAdapter,
+                       TextAdapter, ThinkingChatAdapter, ThinkingJSONAdapter, configure_dspy, strip_thinking)
 from .lms import DEFAULT_API_BASE, DEFAULT_PORT, DEFAULT_SERVED_NAME, LOOPBACK, LMSpec, StageLMs
 from .server import (MAX_MODEL_LEN, ServerStartError, ServerUnavailable, VLLMServer, check_server, cpu_env,
                      end_of_turn_token, find_free_port)
 
 __all__ = [
     "ADAPTERS", "PROMPT_ORDERS", "DEFAULT_API_BASE", "DEFAULT_PORT", "DEFAULT_SERVED_NAME", "LMSpec", "MAX_MODEL_LEN", "LOOPBACK", "ServerStartError",
-    "ServerUnavailable", "StageLMs", "InputsFirstChatAdapter", "InputsFirstJSONAdapter", "TextAdapter", "ThinkingChatAdapter", "ThinkingJSONAdapter", "VLLMServer", "check_server",
+    "ServerUnavailable", "StageLMs", "DocumentAdapter", "InputsFirstChatAdapter", "InputsFirstJSONAdapter",
+    "TextAdapter", "ThinkingChatAdapter", "ThinkingJSONAdapter", "VLLMServer", "check_server",
     "configure_dspy", "cpu_env", "end_of_turn_token", "find_free_port", "strip_thinking",
 ]

@@ -1,6 +1,6 @@
 """How the program asks its LMs, as DSPy adapters: DSPy's JSON and chat formats with the inputs first (so that
 calls sharing inputs share a cached prompt prefix) and reasoning models' `<think>` blocks dropped, and a plain
-text format for the stages that answer with one text (Summarize, Generate)."""
+text format for the stages that answer with one text (Summarize, Generate), and a document to continue."""
 
 from __future__ import annotations
 
@@ -102,6 +102,16 @@ class TextAdapter(dspy.Adapter):
     def _label(name: str) -> str:
         return name.replace("_", " ").capitalize()
 
+    def labelled(self, fields: dict, values: dict, names) -> list[str]:
+        """Each of the fields `names` that has a value, as a line beside its label or a block under it."""
+        lines = []
+        for name in names:
+            if name in fields and values.get(name) is not None:
+                value = values[name]
+                value = f"{value:g}" if isinstance(value, float) else str(format_field_value(fields[name], value)).strip()
+                lines.append(f"{self._label(name)}:{chr(10) if chr(10) in value else ' '}{value}")
+        return lines
+
     def format_field_description(self, signature: type[dspy.Signature]) -> str:
         lines = [f"- {self._label(name)}: {field.json_schema_extra.get('desc', '')}"
                  for name, field in signature.input_fields.items()]
@@ -120,13 +130,7 @@ class TextAdapter(dspy.Adapter):
         return "\n\n".join((self.format_task_description(signature), self.format_field_description(signature)))
 
     def format_user_message_content(self, signature, inputs, prefix="", suffix="", main_request=False) -> str:
-        parts = [prefix]
-        for name, field in signature.input_fields.items():
-            if name in inputs and inputs[name] is not None:
-                value = inputs[name]
-                value = f"{value:g}" if isinstance(value, float) else str(format_field_value(field, value)).strip()
-                separator = "\n" if "\n" in value else " "  # a block under its label, a line beside it
-                parts.append(f"{self._label(name)}:{separator}{value}")
+        parts = [prefix, *self.labelled(signature.input_fields, inputs, signature.input_fields)]
         return "\n\n".join(part for part in (*parts, self.format_field_structure(signature), suffix) if part).strip()
 
     def format_assistant_message_content(self, signature, outputs, missing_field_message=None) -> str:
@@ -154,6 +158,48 @@ class TextAdapter(dspy.Adapter):
         # a label the model put before its answer ("Review:", "**Summary:**") is not part of it
         label = rf"^\**\s*{re.escape(self._label(name))}\s*\**\s*:\s*\**\s*"
         return {name: re.sub(label, "", text, count=1, flags=re.IGNORECASE).strip()}
+
+
+class DocumentAdapter(TextAdapter):
+    """A text signature asked as the next entry of a document the model continues, not as a request in a chat
+    turn: the document's heading, the inputs that hold for the whole document as labelled lines, the demos as
+    earlier entries, and the call's inputs as the last entry, open after the answer's label. The model writes
+    on (vLLM's `continue_final_message`) until it starts another entry. No turn asks the model anything, so it
+    has nothing to refuse or to reply to; the instruction stays in the system message, where an optimizer can
+    still tune it. `entry` names the inputs each entry has (a demo, the call); the others are the document's."""
+
+    CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}
+
+    def __init__(self, heading: str, entry: tuple[str, ...], fallback: dspy.Adapter, callbacks: list | None = None):
+        super().__init__(fallback, callbacks)
+        self.heading, self.entry = heading, entry
+
+    def __call__(self, lm, lm_kwargs, signature, demos, inputs):
+        return super().__call__(lm, self.continuing(lm, lm_kwargs, signature), signature, demos, inputs)
+
+    async def acall(self, lm, lm_kwargs, signature, demos, inputs):
+        return await super().acall(lm, self.continuing(lm, lm_kwargs, signature), signature, demos, inputs)
+
+    def continuing(self, lm, lm_kwargs: dict[str, Any], signature: type[dspy.Signature]) -> dict[str, Any]:
+        """The call's settings, asking the server to continue the document and to stop at the next entry (the
+        LM's own `extra_body` kept: a call's replaces it)."""
+        if not self.handles(signature):
+            return lm_kwargs
+        extra = {**lm.kwargs.get("extra_body", {}), **lm_kwargs.get("extra_body", {}), **self.CONTINUE}
+        return {**lm_kwargs, "extra_body": extra, "stop": [f"\n{self._label(self.entry[0])}:"]}
+
+    def format(self, signature, demos, inputs):
+        if not self.handles(signature):
+            return self.fallback.format(signature, demos, inputs)
+        name = next(iter(signature.output_fields))
+        fields = signature.input_fields
+        answer = self._label(name)
+        document = [self.heading, "\n".join(self.labelled(fields, inputs, [n for n in fields if n not in self.entry]))]
+        document += ["\n".join([*self.labelled(fields, demo, self.entry), f"{answer}: {demo[name]}"])
+                     for demo in demos if demo.get(name)]
+        document.append("\n".join([*self.labelled(fields, inputs, self.entry), f"{answer}:"]))
+        return [{"role": "system", "content": self.format_system_message(signature)},
+                {"role": "assistant", "content": "\n\n".join(part for part in document if part)}]
 
 
 PROMPT_ORDERS = ("inputs-first", "task-first")

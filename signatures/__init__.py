@@ -2,7 +2,7 @@
 
 from .extract import ExtractDifferences, ExtractFixedDifferences
 from .features import DifferenceFeature
-from .generate import GenerateContrastiveReview, GenerateReview
+from .generate import REVIEW_DOCUMENT, GenerateContrastiveReview, GenerateReview
 from .judge import JudgeFeature
 from .persona import DistillPersona, RefinePersona
 from .preferences import InferPreferences
@@ -12,6 +12,7 @@ from .summarize import SummarizeProfile
 from .validate import ValidateDifferences
 
 __all__ = [
+    "REVIEW_DOCUMENT",
     "CrossCheckReview",
     "DifferenceFeature",
     "DistillPersona",

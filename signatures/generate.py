@@ -4,6 +4,10 @@ import dspy
 # the 1.5B CPU model answered the user as a shop assistant ("I'm sorry to hear that you didn't enjoy...") or
 # refused; asked to write its own review, it writes one (README, issue 10's measurements).
 
+REVIEW_DOCUMENT = "Amazon reviews, all written by the same customer."
+"""The heading of the document that Generate continues with `past_reviews="document"`: the user's past reviews,
+then the target's item, rating and title, open after "Review:"."""
+
 
 class GenerateReview(dspy.Signature):
     """You are a customer who bought this item and now write your review of it, to be posted under the rating

@@ -12,7 +12,7 @@ from drpkit.serving import (InputsFirstJSONAdapter, TextAdapter, ThinkingChatAda
 from drpkit.programs import DRP, STAGES, DRPConfig, Extract, Generate, StageFailure, Summarize, Usage, Validate
 from drpkit.programs.checks import review_problem
 from drpkit.programs.formatting import format_item
-from drpkit.signatures import (DifferenceFeature, ExtractDifferences, GenerateReview, SummarizeProfile,
+from drpkit.signatures import (REVIEW_DOCUMENT, DifferenceFeature, ExtractDifferences, GenerateReview, SummarizeProfile,
                                ValidateDifferences)
 
 FEATURES = [
@@ -447,6 +447,37 @@ def test_past_reviews_as_demos_are_earlier_turns_answered_with_the_users_reviews
                                       "voice: the text only, no label, no heading.")
     assert "Past reviews" not in messages[0]["content"] + messages[-1]["content"]
     assert "Profile summary: summary" in messages[-1]["content"]
+
+
+def test_past_reviews_as_a_document_leave_the_model_the_target_entry_to_continue(tiny_data):
+    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    lm = text_lm([{"review": " " + REVIEW + " I would play it again on a long drive."}])
+    lm.kwargs["extra_body"] = {"repetition_detection": {"min_count": 3}}
+    with dspy.context(lm=lm, adapter=ThinkingJSONAdapter()):  # whatever the run's adapter
+        review = Generate(past_reviews="document")(task.item, task.history, "summary", 4.0, "ok", usage=Usage(),
+                                                    sources=[])
+    assert review == REVIEW + " I would play it again on a long drive."
+    system, document = lm.history[0]["messages"]
+    assert system["role"] == "system" and "You are a customer" in system["content"]
+    assert document["role"] == "assistant"  # the model's own text, continued: no turn asks it anything
+    entries = document["content"].split("\n\n")
+    assert entries[:2] == [REVIEW_DOCUMENT, "Profile summary: summary"]
+    # the past reviews, most relevant last, each a whole entry; the target's entry open after its label
+    assert [entry.rsplit("Review: ", 1)[-1] for entry in entries[2:-1]] == [r.text for _, r in reversed(task.history)]
+    assert entries[-1] == f"Item: {format_item(task.item)}\nRating: 4\nReview title: ok\nReview:"
+    kwargs = lm.history[0]["kwargs"]
+    assert kwargs["stop"] == ["\nItem:"]  # the next entry is not the review's
+    assert kwargs["extra_body"] == {"repetition_detection": {"min_count": 3}, "continue_final_message": True,
+                                    "add_generation_prompt": False}
+
+
+def test_the_repetition_penalty_goes_to_generate_only(tiny_data):
+    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    lm = DummyLM([{"review": REVIEW}], adapter=dspy.ChatAdapter())
+    program = DRP(DRPConfig(selection="random", summarize=False, repetition_penalty=1.15))
+    program.set_stage_lms(dict.fromkeys(("extract", "validate", "summarize", "generate"), lm))
+    assert program(task=task).review == REVIEW
+    assert [call["kwargs"].get("extra_body") for call in lm.history] == [{"repetition_penalty": 1.15}]
 
 
 def test_a_review_far_shorter_than_the_users_is_retried_and_kept_if_nothing_better_comes(tiny_data):
