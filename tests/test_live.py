@@ -73,3 +73,16 @@ def test_each_method_beyond_drps_comparison_runs_on_one_sample(server, tmp_path,
     else:  # the per-user summary was made for this sample, from the user's reviews before their target
         assert [profile["made"] for profile in row["user_profiles"] if profile["kind"] == method] == [True]
         assert (row["history"] == []) == (method == "popi")  # POPI's summary in place of the history
+
+
+def test_generate_continues_a_document_of_the_users_reviews(server, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DRPKIT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    main(["run", "--data", "sample", "--split", "test", "--limit", "1", "--out", str(out), "--method", "rag",
+          "--past-reviews", "document", "--repetition-penalty", "1.15", "--num-retrieved", "4",
+          "--concurrency", "1", "--api-base", server.base_url, "--serve", "never"])
+    (row,) = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    # the server took the open document (continue_final_message), and the model wrote on as the customer
+    assert row["status"] == "ok", row.get("failures") or row.get("error")
+    assert len(row["history"]) == 4 and review_problem(row["prediction"], []) is None
+    assert not row["prediction"].lstrip().startswith(("Review:", "Item:"))
