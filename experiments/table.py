@@ -46,12 +46,23 @@ class Row:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A row against a baseline row of the same data, model and temperatures, on the samples both finished."""
+    """A row against a baseline row of the same data, model and temperatures, on the samples both finished:
+    `baseline` is that row's name, `against` the grid's baseline that chose it."""
 
     row: Row
     baseline: str
     pairs: int
     differences: Mapping[str, Difference]
+    against: str = ""
+
+
+def baseline_row(grid: Grid, name: str, row: Row, rows: list[Row]) -> Row | None:
+    """The row that `row` is compared with for the grid's baseline `name`. A method's bare name means that method
+    in `row`'s own variant (rag/document against non-p/document), or as published where the variant leaves the
+    method out (it is the same program there); any other name means that row."""
+    names = [row_name(name, row.variant), name] if name in grid.methods else [name]
+    same = [b for b in rows if (b.data, b.model, b.temperatures) == (row.data, row.model, row.temperatures)]
+    return next((b for wanted in names for b in same if b.name == wanted), None)
 
 
 def compare_rows(grid: Grid, rows: list[Row], predictions: Mapping[str, list[PredictionRow]],
@@ -62,8 +73,7 @@ def compare_rows(grid: Grid, rows: list[Row], predictions: Mapping[str, list[Pre
     out = []
     for base_name in grid.baselines:
         for row in rows:
-            base = next((b for b in rows if b.name == base_name and (b.data, b.model, b.temperatures)
-                         == (row.data, row.model, row.temperatures)), None)
+            base = baseline_row(grid, base_name, row, rows)
             if base is None or base is row:
                 continue
             ours, theirs, references = [], [], []
@@ -75,7 +85,8 @@ def compare_rows(grid: Grid, rows: list[Row], predictions: Mapping[str, list[Pre
                         theirs.append(other.prediction or "")
                         references.append(sample.reference)
             if references:
-                out.append(Comparison(row, base_name, len(references), bootstrap.compare(theirs, ours, references)))
+                out.append(Comparison(row, base.name, len(references), bootstrap.compare(theirs, ours, references),
+                                      base_name))
     return out
 
 
@@ -143,14 +154,14 @@ def _difference(key: str, difference: Difference) -> str:
 
 def _comparison_lines(comparisons: list[Comparison]) -> list[str]:
     lines = []
-    for base_name in dict.fromkeys(c.baseline for c in comparisons):
-        shown = [c for c in comparisons if c.baseline == base_name]
-        lines += ["", f"Against `{base_name}` (row minus baseline, 95% paired bootstrap interval; **bold**: the "
+    for against in dict.fromkeys(c.against for c in comparisons):
+        shown = [c for c in comparisons if c.against == against]
+        lines += ["", f"Against `{against}` (row minus baseline, 95% paired bootstrap interval; **bold**: the "
                       "interval leaves out zero, a significant difference):", "",
-                  "| row | pairs | " + " | ".join(f"Δ {label}" for label in SCORES.values()) + " |",
-                  "|---|" + "---:|" * (len(SCORES) + 1)]
-        lines += [f"| {c.row.name} | {c.pairs} | " + " | ".join(_difference(k, c.differences[k]) for k in SCORES)
-                  + " |" for c in shown]
+                  "| row | baseline | pairs | " + " | ".join(f"Δ {label}" for label in SCORES.values()) + " |",
+                  "|---|---|" + "---:|" * (len(SCORES) + 1)]
+        lines += [f"| {c.row.name} | {c.baseline} | {c.pairs} | "
+                  + " | ".join(_difference(k, c.differences[k]) for k in SCORES) + " |" for c in shown]
     return lines
 
 

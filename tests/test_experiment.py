@@ -203,7 +203,22 @@ def test_rows_are_compared_with_the_baseline_by_paired_bootstrap(grid_file, tmp_
     drp_bleu = next(r for r in rows if r["row"] == "drp" and r["score"] == "bleu")
     assert float(drp_bleu["delta"]) == pytest.approx(gap, abs=1e-5) and gap > 0
     assert float(drp_bleu["low"]) <= float(drp_bleu["delta"]) <= float(drp_bleu["high"])
-    assert "Against `non-p`" in table and "| drp/no-validate | 4 |" in table and "differences: `paired-bootstrap" in table
+    assert "Against `non-p`" in table and "| drp/no-validate | non-p | 4 |" in table and "differences: `paired-bootstrap" in table
+
+
+def test_a_methods_baseline_is_that_method_in_the_rows_own_variant(grid_file, tmp_path):
+    grid = GRID.replace("temperatures = [[0, 0.5]]", "temperatures = [0]").replace(
+        "[variants]", '[variants]\nlonger = { methods = ["non-p", "drp"], attempts = 5 }')
+    grid_file.write_text('baseline = "non-p"\n' + grid)
+    out = tmp_path / "out"
+    table = run_grid(load_grid(grid_file), out, build_lms=CountingLMs())
+    rows = list(csv.DictReader(io.StringIO((out / "comparisons.csv").read_text())))
+    # drp/longer against non-p/longer (the baseline of its variant); drp/no-validate, a variant without non-p,
+    # against non-p as published
+    assert {(r["row"], r["baseline"]) for r in rows} == {
+        ("cicl", "non-p"), ("drp", "non-p"), ("drp/no-validate", "non-p"),
+        ("drp/longer", "non-p/longer")}
+    assert "| drp/longer | non-p/longer | 2 |" in table
 
 
 def test_a_baseline_that_names_no_row_is_refused(grid_file):
