@@ -269,9 +269,9 @@ def test_a_run_with_the_default_json_adapter_parses_json_answers(tiny_data, tmp_
 
 
 @pytest.mark.parametrize("options, expected", [
-    ([], ("text", "block", False, 0.0)),  # drp run's default profile: the best measured on the CPU model
+    ([], ("text", "document", False, 0.0)),  # drp run's default profile: the best measured on the CPU model
     (["--profile", "paper"], ("json", "block", False, 0.0)),  # the method as published
-    (["--style-hint", "--adapter", "chat"], ("chat", "block", True, 0.0)),  # options given override it
+    (["--style-hint", "--adapter", "chat"], ("chat", "document", True, 0.0)),  # options given override it
     (["--profile", "paper", "--length-floor", "1.0"], ("json", "block", False, 1.0)),
 ])
 def test_drp_run_starts_from_a_profile_that_options_override(options, expected, monkeypatch):
@@ -288,12 +288,15 @@ def test_a_profile_leaves_what_needs_past_reviews_out_of_methods_without_them(mo
     from drpkit.cli import commands as cli
     from drpkit.runner import PROFILES
 
-    monkeypatch.setitem(PROFILES, "hints", {"adapter": "text", "style_hint": True, "length_floor": 1.0})
+    monkeypatch.setitem(PROFILES, "hints", {"adapter": "text", "style_hint": True, "length_floor": 1.0,
+                                            "past_reviews": "document", "repetition_penalty": 1.15})
     monkeypatch.setattr("drpkit.serving.configure_dspy", lambda *args, **kwargs: None)
-    for method, hints in (("non-p", (False, 0.0)), ("rag", (True, 1.0))):
+    for method, hints in (("non-p", (False, 0.0, "block", 1.0)), ("rag", (True, 1.0, "document", 1.15))):
         _, shared, _ = cli._setup(cli._parser().parse_args(["run", "--method", method, "--profile", "hints"]))
         settings = RunSettings.for_method(**shared, data="sample")
-        assert settings.adapter == "text" and (settings.program.style_hint, settings.program.length_floor) == hints
+        program = settings.program
+        assert settings.adapter == "text"
+        assert (program.style_hint, program.length_floor, program.past_reviews, program.repetition_penalty) == hints
 
 
 def method_run(method, data, out, limit=None, concurrency=4, **program):
