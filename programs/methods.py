@@ -22,6 +22,12 @@ class Method:
     compare: bool = True
     config: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def generate_reads_history(self) -> bool:
+        """Whether Generate writes from the past reviews, so that how they are shown to it can be set (RRP's
+        template writes from them instead, as a block)."""
+        return self.history and not self.config.get("rrp")
+
     def apply(self, config: DRPConfig, num_retrieved: int, num_compared: int) -> tuple[DRPConfig, int, int]:
         """The program config and the retrieval sizes this method runs with (POPI shows its summary with at most
         `popi_reviews` past reviews)."""

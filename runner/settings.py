@@ -83,14 +83,15 @@ DEFAULT_PROFILE = "cpu"
 """`drp run`'s and `drp optimize`'s starting point (grids start from "paper": their rows are the methods as
 published, their variants what departs from them)."""
 WITH_HISTORY = (*FROM_HISTORY, "past_reviews", "repetition_penalty")
-"""A profile's settings that only a method showing past reviews takes (`FROM_HISTORY`, and how they are shown)."""
+"""A profile's settings that only a method whose Generate writes from past reviews takes (`FROM_HISTORY`, and how
+they are shown to it)."""
 
 
 def profile_options(name: str, method: str) -> dict[str, Any]:
     """The run options and program settings of profile `name` that apply to `method`."""
     if name not in PROFILES:
         raise ValueError(f"profile: expected one of {sorted(PROFILES)}, got {name!r}")
-    history = METHODS[method].history
+    history = METHODS[method].generate_reads_history
     return {key: value for key, value in PROFILES[name].items() if history or key not in WITH_HISTORY}
 
 

@@ -299,6 +299,20 @@ def test_a_profile_leaves_what_needs_past_reviews_out_of_methods_without_them(mo
         assert (program.style_hint, program.length_floor, program.past_reviews, program.repetition_penalty) == hints
 
 
+@pytest.mark.parametrize("profile", ["cpu", "paper"])
+def test_every_method_takes_every_profile(profile, monkeypatch):
+    """A profile sets only what a method can take (RRP refuses a document framing: its template reads a block)."""
+    from drpkit.cli import commands as cli
+    from drpkit.programs import METHODS
+
+    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda *args, **kwargs: None)
+    for method in METHODS:
+        _, shared, _ = cli._setup(cli._parser().parse_args(["run", "--method", method, "--profile", profile]))
+        program = RunSettings.for_method(**shared, data="sample").program
+        framed = profile == "cpu" and method not in ("non-p", "rrp")
+        assert (program.past_reviews == "document") == framed, method
+
+
 def method_run(method, data, out, limit=None, concurrency=4, **program):
     """Run `method` over the train split of `data` with DummyLMs; returns the metrics and the LMs."""
     settings = RunSettings.for_method(method, DRPConfig(selection="random", **program), 3, 2, StageLMs(), data="tiny",
