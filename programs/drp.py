@@ -73,8 +73,7 @@ class DRPConfig:
     end_bias: float = field(default=0.0, metadata={
         "help": "beyond the paper: added to the logit of the token that ends Generate's review, e.g. -4: the review "
                 "ends later where ending is a close call, never forced on as with --length-floor (vLLM's logit_bias "
-                "on the end token its /tokenize shows, and with --past-reviews document on the token that starts the "
-                "next entry; the retries after a loop go without; 0: off)"})
+                "on the end token its /tokenize shows; the retries after a loop go without; 0: off)"})
     past_reviews: Literal["block", "demos", "document"] = field(default="block", metadata={
         "help": "how Generate sees the past reviews: one text block (the paper), or beyond the paper as earlier "
                 "chat turns, each item answered with the user's own review (few-shot demos), or as the earlier "

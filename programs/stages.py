@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 import dspy
 
 from ..data.schema import Item, Review
-from ..serving import DocumentAdapter, end_of_turn_token, first_token
+from ..serving import DocumentAdapter, end_of_turn_token
 from ..signatures import (
     CrossCheckReview,
     DifferenceFeature,
@@ -54,12 +54,12 @@ class Stage(dspy.Module):
         return self.predictors()[0].lm or dspy.settings.lm
 
     def sampling(self, tokens: int | None = None, min_tokens: int | None = None,
-                 logit_bias: dict[int, float] | None = None, repetition_penalty: float = 1.0) -> dict[str, Any]:
+                 end_bias: float = 0.0, repetition_penalty: float = 1.0) -> dict[str, Any]:
         """The request settings of a call: at most `tokens` (default `answer_tokens`), capped by the max_tokens
-        of the stage's LM; with `min_tokens`, no end before that many (vLLM's `min_tokens`), with `logit_bias`,
-        that much added to the logit of each token given (below 0: less likely, never forbidden), and vLLM's
-        `repetition_penalty` (above 1: a token of the prompt or the answer so far is less likely again). All are
-        sent beside the LM's own `extra_body`."""
+        of the stage's LM; with `min_tokens`, no end before that many (vLLM's `min_tokens`), with `end_bias`,
+        that much added to the logit of the token that ends the answer (below 0: ends later, never forced; the
+        token asked of the server), and vLLM's `repetition_penalty` (above 1: a token of the prompt or the answer
+        so far is less likely again). All are sent beside the LM's own `extra_body`."""
         settings = self.lm.kwargs if self.lm is not None else {}
         cap = settings.get("max_tokens")
         wanted = tokens or self.answer_tokens
@@ -67,8 +67,8 @@ class Stage(dspy.Module):
         extra: dict[str, Any] = {}
         if min_tokens:
             extra["min_tokens"] = min(min_tokens, sampling["max_tokens"])
-        if logit_bias:
-            extra["logit_bias"] = {str(token): bias for token, bias in logit_bias.items()}
+        if end_bias:
+            extra["logit_bias"] = {str(_end_token(self.lm)): end_bias}
         if repetition_penalty != 1.0:
             extra["repetition_penalty"] = repetition_penalty
         if extra:
@@ -77,19 +77,18 @@ class Stage(dspy.Module):
 
 
 @functools.cache
-def _token_at(base_url: str, model: str, starting: str | None) -> int:
-    return end_of_turn_token(base_url, model) if starting is None else first_token(base_url, model, starting)
+def _end_token_at(base_url: str, model: str) -> int:
+    return end_of_turn_token(base_url, model)
 
 
-def _end_token(lm: dspy.LM | None, starting: str | None = None) -> int:
-    """The token with which the model behind `lm` ends its answer, or with `starting`, starts that text after a
-    blank line; asked once of its server (the first, of replicas)."""
+def _end_token(lm: dspy.LM | None) -> int:
+    """The end-of-answer token of the model behind `lm`, asked once of its server (the first, of replicas)."""
     if lm is None:
         raise ValueError("end_bias needs the stage's LM, and there is none")
     base = lm.kwargs.get("api_base") or next(iter(getattr(lm.engine, "api_bases", ())), None)
     if base is None:
         raise ValueError(f"end_bias needs the base URL of the server of {lm.model}")
-    return _token_at(base, lm.model.split("/", 1)[-1], starting)
+    return _end_token_at(base, lm.model.split("/", 1)[-1])
 
 
 def _no_features(prediction: dspy.Prediction) -> str | None:
@@ -210,21 +209,12 @@ class Generate(Stage):
         with dspy.context(**self.framing()):
             return call_stage(
                 self.name, self.predict, usage, self.attempts, check=not_a_review, soft_check=too_short,
-                sampling=self.sampling(budget, min_tokens, self.end_biases(), self.repetition_penalty),
+                sampling=self.sampling(budget, min_tokens, self.end_bias, self.repetition_penalty),
                 fallback=(self.sampling(budget, repetition_penalty=self.repetition_penalty)
                           if min_tokens or self.end_bias else None),
                 fallback_after=forced_problem, signature=signature,
                 **({"demos": demos} if demos is not None else {}), **inputs,
             ).review.strip()
-
-    def end_biases(self) -> dict[int, float] | None:
-        """`end_bias` on each token that ends the review: the end of the answer and, in a document, the start of
-        the next entry, the model's usual way to end there."""
-        if not self.end_bias:
-            return None
-        adapter = self.framing().get("adapter")
-        ends = [None] + ([adapter.next_entry] if adapter is not None else [])
-        return {_end_token(self.lm, starting): self.end_bias for starting in ends}
 
     def framing(self) -> dict[str, Any]:
         """The adapter of a document framing (`past_reviews="document"`), around the run's adapter."""

@@ -6,11 +6,11 @@ from .adapters import (ADAPTERS, PROMPT_ORDERS, DocumentAdapter, InputsFirstChat
                        TextAdapter, ThinkingChatAdapter, ThinkingJSONAdapter, configure_dspy, strip_thinking)
 from .lms import DEFAULT_API_BASE, DEFAULT_PORT, DEFAULT_SERVED_NAME, LOOPBACK, LMSpec, StageLMs
 from .server import (MAX_MODEL_LEN, ServerStartError, ServerUnavailable, VLLMServer, check_server, cpu_env,
-                     end_of_turn_token, find_free_port, first_token)
+                     end_of_turn_token, find_free_port)
 
 __all__ = [
     "ADAPTERS", "PROMPT_ORDERS", "DEFAULT_API_BASE", "DEFAULT_PORT", "DEFAULT_SERVED_NAME", "LMSpec", "MAX_MODEL_LEN", "LOOPBACK", "ServerStartError",
     "ServerUnavailable", "StageLMs", "DocumentAdapter", "InputsFirstChatAdapter", "InputsFirstJSONAdapter",
     "TextAdapter", "ThinkingChatAdapter", "ThinkingJSONAdapter", "VLLMServer", "check_server",
-    "configure_dspy", "cpu_env", "end_of_turn_token", "find_free_port", "first_token", "strip_thinking",
+    "configure_dspy", "cpu_env", "end_of_turn_token", "find_free_port", "strip_thinking",
 ]

@@ -186,12 +186,7 @@ class DocumentAdapter(TextAdapter):
         if not self.handles(signature):
             return lm_kwargs
         extra = {**lm.kwargs.get("extra_body", {}), **lm_kwargs.get("extra_body", {}), **self.CONTINUE}
-        return {**lm_kwargs, "extra_body": extra, "stop": [f"\n{self.next_entry}"]}
-
-    @property
-    def next_entry(self) -> str:
-        """How the next entry begins: where the model, done with the answer, would go on."""
-        return f"{self._label(self.entry[0])}:"
+        return {**lm_kwargs, "extra_body": extra, "stop": [f"\n{self._label(self.entry[0])}:"]}
 
     def format(self, signature, demos, inputs):
         if not self.handles(signature):

@@ -90,26 +90,6 @@ def end_of_turn_token(base_url: str, model: str, timeout: float = 30) -> int:
     return int(closed[len(open_)])
 
 
-def first_token(base_url: str, model: str, text: str, after: str = "\n\n", timeout: float = 30) -> int:
-    """The token with which the served model writes `text` right after `after`: how a document's next entry begins
-    (vLLM's `/tokenize` of both, without special tokens; the server's own tokenizer, so any model)."""
-    root = base_url.rstrip("/").removesuffix("/v1")
-    hint = f"the first token of {text!r} in {model} needs vLLM's /tokenize at {root}"
-    try:
-        before, whole = (_post_json(f"{root}/tokenize", {"model": model, "prompt": prompt, "add_special_tokens": False},
-                                    timeout)["tokens"] for prompt in (after, after + text))
-    except urllib.error.HTTPError as exc:
-        raise ServerUnavailable(f"{hint} (HTTP {exc.code})") from exc
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise ServerUnavailable(f"{hint} ({getattr(exc, 'reason', exc)})") from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ServerUnavailable(f"{hint} (it did not answer with tokens)") from exc
-    shared = next((i for i, (a, b) in enumerate(zip(before, whole)) if a != b), min(len(before), len(whole)))
-    if shared >= len(whole):
-        raise ServerUnavailable(f"{hint} (it tokenized {text!r} to nothing)")
-    return int(whole[shared])
-
-
 def _opener(url: str) -> urllib.request.OpenerDirector:
     host = urllib.parse.urlsplit(url).hostname or ""
     if host in ("127.0.0.1", "localhost", "::1"):  # never send loopback requests to an HTTP proxy

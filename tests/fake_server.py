@@ -60,10 +60,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        if self.path == "/tokenize" and "prompt" in body:  # a text: a token a character
-            tokens = [ord(c) for c in body["prompt"]]
-            self._send(200, json.dumps({"tokens": tokens, "count": len(tokens)}).encode())
-            return
         if self.path == "/tokenize":  # a chat as Qwen's template writes it: an answer closes with <|im_end|>, "\n"
             tokens = [151644, 872, 198, 9707, 13, 151645, 198, 151644, 77091, 198, 9707, 311, 498, 13]
             closed = tokens if body.get("continue_final_message") else tokens + [END_TOKEN, 198]

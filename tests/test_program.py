@@ -572,19 +572,6 @@ def test_end_bias_lowers_the_end_token_until_an_answer_loops(tiny_data, vllm_sta
     assert first == {"logit_bias": {str(END_TOKEN): -4.0}} and retry == {}
 
 
-def test_end_bias_in_a_document_also_lowers_the_token_that_starts_the_next_entry(tiny_data, vllm_stand_in):
-    from fake_server import END_TOKEN
-
-    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
-    lm = text_lm([{"review": REVIEW}])
-    lm.kwargs["api_base"] = vllm_stand_in
-    with dspy.context(lm=lm, adapter=ThinkingJSONAdapter()):
-        Generate(past_reviews="document", end_bias=-3.0)(task.item, task.history, None, 4.0, "ok", usage=Usage(),
-                                                         sources=[])
-    # there the review ends where the model begins "Item:" (the stand-in's token of "I"), more than at its end
-    assert lm.history[0]["kwargs"]["extra_body"]["logit_bias"] == {str(END_TOKEN): -3.0, str(ord("I")): -3.0}
-
-
 def test_the_fingerprint_covers_the_prompts_as_the_adapter_writes_them():
     class Terse(TextAdapter):
         def format_field_structure(self, signature):

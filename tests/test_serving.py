@@ -22,7 +22,6 @@ from drpkit.serving.server import (
     cpu_computes_bf16,
     cpu_env,
     end_of_turn_token,
-    first_token,
     find_free_port,
     port_in_use,
 )
@@ -164,15 +163,6 @@ def test_end_of_turn_token_is_the_token_the_chat_template_closes_an_answer_with(
 def test_end_of_turn_token_from_a_server_without_tokenize_is_a_clear_error(fake_server):
     with pytest.raises(ServerUnavailable, match=r"needs vLLM's /tokenize at http://127.0.0.1:\d+ \(HTTP 501\)"):
         end_of_turn_token(f"http://127.0.0.1:{fake_server}/v1", "drp-default")
-
-
-def test_first_token_is_the_token_a_text_starts_with_after_a_blank_line(vllm_stand_in):
-    assert first_token(vllm_stand_in, "drp-default", "Item:") == ord("I")  # the stand-in: a token a character
-
-
-def test_first_token_from_a_server_without_tokenize_is_a_clear_error(fake_server):
-    with pytest.raises(ServerUnavailable, match=r"first token of 'Item:' .* needs vLLM's /tokenize .*\(HTTP 501\)"):
-        first_token(f"http://127.0.0.1:{fake_server}/v1", "drp-default", "Item:")
 
 
 def test_check_server_wrong_path_raises(fake_server):
