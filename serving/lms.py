@@ -8,16 +8,23 @@ from typing import Any
 
 import dspy
 
-
-
 LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_SERVED_NAME = "drp-default"
 DEFAULT_API_BASE = f"http://{LOOPBACK}:{DEFAULT_PORT}/v1"
+MAX_MODEL_LEN = 8192  # tokens of prompt and answer a request may hold (the servers drpkit starts)
 
 # vLLM's repetition detection: an answer whose last 8-64 tokens repeat twice before, back to back, is a loop
 # that would run to max_tokens; it ends there (finish reason "repetition"), unparsed, and the stage retries.
 LOOP_DETECTION = {"max_pattern_size": 64, "min_pattern_size": 8, "min_count": 3}
+
+
+def repetition_penalty(penalty: float) -> dict[str, Any]:
+    """A repetition penalty as both engines take it: vLLM's `repetition_penalty`, and llama.cpp's `repeat_penalty`
+    over all of the request's tokens (`repeat_last_n`). The rule is the same: a token of the prompt or of the answer
+    so far has its logit divided by `penalty` (multiplied, when negative). Each server ignores the other's fields."""
+    return {"repetition_penalty": penalty, "repeat_penalty": penalty, "repeat_last_n": MAX_MODEL_LEN}
+
 
 @dataclass(frozen=True)
 class LMSpec:

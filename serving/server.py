@@ -1,4 +1,5 @@
-"""Start, check and stop a local vLLM OpenAI-compatible server.
+"""Start, check and stop a local OpenAI-compatible server: the lifecycle all engines share (`LocalServer`), and
+vLLM's server (`VLLMServer`); llama.cpp's is in `llamacpp`.
 
 >>> from drpkit.serving import VLLMServer, resolve_model
 >>> with VLLMServer(resolve_model("qwen2.5-coder-1.5b-instruct")) as srv:  # doctest: +SKIP
@@ -30,9 +31,7 @@ import urllib.request
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .lms import DEFAULT_PORT, DEFAULT_SERVED_NAME, LOOPBACK
-
-MAX_MODEL_LEN = 8192  # tokens of prompt and answer a request may hold
+from .lms import DEFAULT_PORT, DEFAULT_SERVED_NAME, LOOPBACK, MAX_MODEL_LEN
 
 
 class ServerUnavailable(ConnectionError):
@@ -67,6 +66,18 @@ def check_server(base_url: str, timeout: float = 5) -> list[str]:
         return [str(m["id"]) for m in data["data"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise ServerUnavailable(f"{hint} (GET {url} did not return an OpenAI model list)") from exc
+
+
+def server_engine(base_url: str, timeout: float = 5) -> str:
+    """Which engine serves at ``base_url``: "llama.cpp" or "vllm" (the owner its model list names), for the settings
+    only one of them takes."""
+    url = base_url.rstrip("/") + "/models"
+    try:
+        with _opener(url).open(url, timeout=timeout) as resp:
+            owners = {str(m.get("owned_by", "")) for m in json.loads(resp.read())["data"]}
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+        raise ServerUnavailable(f"no OpenAI-compatible server answers at {base_url} ({exc})") from exc
+    return "llama.cpp" if "llamacpp" in owners else "vllm"
 
 
 def end_of_turn_token(base_url: str, model: str, timeout: float = 30) -> int:
@@ -153,7 +164,8 @@ def cpu_computes_bf16(cpuinfo: str | None = None) -> bool:
     return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo))
 
 
-def _usable_cpus() -> list[int]:
+def usable_cpus() -> list[int]:
+    """The cores this process may run on (its affinity): what a local server is given."""
     try:
         return sorted(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -179,7 +191,7 @@ KV_CACHE_GIB = 6  # ~110k tokens of a 1.5B model in float32: a batch of ~35 DRP 
 
 def cpu_env(cpus: Sequence[int] | None = None, kv_cache_gib: int = KV_CACHE_GIB) -> dict[str, str]:
     """The environment variables vLLM-CPU needs to use all of ``cpus`` (default: this process's)."""
-    cpus = list(cpus) if cpus is not None else _usable_cpus()
+    cpus = list(cpus) if cpus is not None else usable_cpus()
     return {
         "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib),
         "VLLM_CPU_OMP_THREADS_BIND": _cpu_ranges(cpus),
@@ -235,14 +247,15 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-class VLLMServer:
-    """A vLLM OpenAI-compatible server in a child process group.
+class LocalServer:
+    """An OpenAI-compatible server in a child process group, on the loopback interface: the lifecycle that every
+    engine shares. A subclass says how to start its engine (`command`, `environment`).
 
     Use as a context manager (``with VLLMServer(path) as srv: ...``) or call :meth:`start` /
     :meth:`stop`. ``port=0`` picks a free port; a busy port raises :class:`ServerStartError`.
-    ``cpu=None`` detects whether to apply the CPU settings (no CUDA GPU visible). ``dtype=None`` is bfloat16,
-    or float32 on a CPU without bf16 instructions (:func:`cpu_computes_bf16`).
     """
+
+    engine = "server"  # the engine's name, in messages
 
     def __init__(
         self,
@@ -251,38 +264,37 @@ class VLLMServer:
         port: int = DEFAULT_PORT,
         host: str = LOOPBACK,
         max_model_len: int = MAX_MODEL_LEN,
-        reasoning_parser: str | None = None,
         extra_args: Sequence[str] = (),
         log_path: str | os.PathLike | None = None,
         startup_timeout: float = 600,
         *,
-        dtype: str | None = None,
-        cpu: bool | None = None,
-        kv_cache_gib: int = KV_CACHE_GIB,
         env: Mapping[str, str] | None = None,
-        python: str | None = None,
     ) -> None:
         if host not in (LOOPBACK, "localhost"):
-            raise ValueError(f"VLLMServer only listens on the loopback interface ({LOOPBACK}), not {host!r}")
+            raise ValueError(f"{type(self).__name__} only listens on the loopback interface ({LOOPBACK}), not {host!r}")
         self.model = str(model)
         self.served_name = served_name
         self.requested_port = int(port)
         self.port = int(port)
         self.host = LOOPBACK
         self.max_model_len = int(max_model_len)
-        self.reasoning_parser = reasoning_parser
         self.extra_args = tuple(str(a) for a in extra_args)
         self.log_path: Path | None = Path(log_path).expanduser() if log_path else None
         self.startup_timeout = float(startup_timeout)
-        self.cpu = cpu
-        # bf16 halves the weights' memory traffic, but a CPU without bf16 instructions computes it slowly
-        self.dtype = dtype or ("float32" if self.use_cpu and not cpu_computes_bf16() else "bfloat16")
-        self.kv_cache_gib = kv_cache_gib
         self.extra_env = dict(env or {})
-        self.python = python or sys.executable
         self.process: subprocess.Popen | None = None
         self.startup_seconds: float | None = None
         self._log_fh = None
+
+    # -- what a subclass defines -------------------------------------------------------
+
+    def command(self) -> list[str]:
+        """The engine's command line (with the port as it stands now)."""
+        raise NotImplementedError
+
+    def environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The child's environment: ``base`` (default os.environ), then ``env=``."""
+        return {**(os.environ if base is None else base), **self.extra_env}
 
     # -- introspection -----------------------------------------------------------------
 
@@ -294,43 +306,13 @@ class VLLMServer:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def command(self) -> list[str]:
-        """The vLLM command line (with the port as it stands now)."""
-        cmd = [
-            self.python, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", self.model,
-            "--served-model-name", self.served_name,
-            "--host", self.host,
-            "--port", str(self.port),
-            "--dtype", self.dtype,
-            "--max-model-len", str(self.max_model_len),
-        ]  # fmt: skip
-        if self.reasoning_parser:
-            cmd += ["--reasoning-parser", self.reasoning_parser]
-        cmd += list(self.extra_args)
-        return cmd
-
-    @property
-    def use_cpu(self) -> bool:
-        return (not cuda_available()) if self.cpu is None else self.cpu
-
-    def environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The child's environment: ``base`` (default os.environ), CPU defaults, then ``env=``."""
-        env = dict(os.environ if base is None else base)
-        if self.use_cpu:
-            for key, value in cpu_env(kv_cache_gib=self.kv_cache_gib).items():
-                env.setdefault(key, value)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        env.update(self.extra_env)
-        return env
-
     def log_tail(self, max_chars: int = 4000) -> str:
         return _tail(self.log_path, max_chars)
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> "VLLMServer":
-        """Launch vLLM and block until it serves ``served_name`` (or raise ServerStartError)."""
+    def start(self) -> "LocalServer":
+        """Launch the engine and block until it serves ``served_name`` (or raise ServerStartError)."""
         if self.running:
             return self
         if self.requested_port == 0:
@@ -345,7 +327,7 @@ class VLLMServer:
                 f"{what}; stop it, use it (drop --serve), or choose another port (port=0 picks a free one)"
             )
         if self.log_path is None:
-            fd, name = tempfile.mkstemp(prefix=f"drpkit-vllm-{self.port}-", suffix=".log")
+            fd, name = tempfile.mkstemp(prefix=f"drpkit-{self.engine}-{self.port}-", suffix=".log")
             os.close(fd)
             self.log_path = Path(name)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -378,7 +360,7 @@ class VLLMServer:
             code = self.process.poll()
             if code is not None:
                 raise ServerStartError(
-                    f"vLLM exited with code {code} while starting (log: {self.log_path}); "
+                    f"{self.engine} exited with code {code} while starting (log: {self.log_path}); "
                     f"last lines:\n{self.log_tail()}"
                 )
             try:
@@ -393,7 +375,7 @@ class VLLMServer:
                 )
             if time.monotonic() > deadline:
                 raise ServerStartError(
-                    f"vLLM did not answer at {self.base_url} within {self.startup_timeout:.0f} s "
+                    f"{self.engine} did not answer at {self.base_url} within {self.startup_timeout:.0f} s "
                     f"(log: {self.log_path}); last lines:\n{self.log_tail()}"
                 )
             time.sleep(1.0)
@@ -401,7 +383,7 @@ class VLLMServer:
     def stop(self, grace: float = 30) -> None:
         """Stop the server and everything it started. Idempotent.
 
-        SIGTERM to the API server first (vLLM then shuts its engine processes down in order);
+        SIGTERM to the server first (vLLM then shuts its engine processes down in order);
         after ``grace`` seconds SIGTERM to the whole process group, then SIGKILL to whatever
         of the group is left.
         """
@@ -440,7 +422,7 @@ class VLLMServer:
             raise ServerStartError("the server is not running")
         return self.process.wait()
 
-    def __enter__(self) -> "VLLMServer":
+    def __enter__(self) -> "LocalServer":
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -448,4 +430,69 @@ class VLLMServer:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"VLLMServer({self.model!r}, served_name={self.served_name!r}, base_url={self.base_url!r}, {state})"
+        return (f"{type(self).__name__}({self.model!r}, served_name={self.served_name!r}, base_url={self.base_url!r}, "
+                f"{state})")
+
+
+class VLLMServer(LocalServer):
+    """vLLM's OpenAI-compatible server. ``cpu=None`` detects whether to apply the CPU settings (no CUDA GPU
+    visible). ``dtype=None`` is bfloat16, or float32 on a CPU without bf16 instructions (:func:`cpu_computes_bf16`).
+    """
+
+    engine = "vLLM"
+
+    def __init__(
+        self,
+        model: str,
+        served_name: str = DEFAULT_SERVED_NAME,
+        port: int = DEFAULT_PORT,
+        host: str = LOOPBACK,
+        max_model_len: int = MAX_MODEL_LEN,
+        reasoning_parser: str | None = None,
+        extra_args: Sequence[str] = (),
+        log_path: str | os.PathLike | None = None,
+        startup_timeout: float = 600,
+        *,
+        dtype: str | None = None,
+        cpu: bool | None = None,
+        kv_cache_gib: int = KV_CACHE_GIB,
+        env: Mapping[str, str] | None = None,
+        python: str | None = None,
+    ) -> None:
+        super().__init__(model, served_name, port, host, max_model_len, extra_args, log_path, startup_timeout,
+                         env=env)
+        self.reasoning_parser = reasoning_parser
+        self.cpu = cpu
+        # bf16 halves the weights' memory traffic, but a CPU without bf16 instructions computes it slowly
+        self.dtype = dtype or ("float32" if self.use_cpu and not cpu_computes_bf16() else "bfloat16")
+        self.kv_cache_gib = kv_cache_gib
+        self.python = python or sys.executable
+
+    def command(self) -> list[str]:
+        cmd = [
+            self.python, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", self.model,
+            "--served-model-name", self.served_name,
+            "--host", self.host,
+            "--port", str(self.port),
+            "--dtype", self.dtype,
+            "--max-model-len", str(self.max_model_len),
+        ]  # fmt: skip
+        if self.reasoning_parser:
+            cmd += ["--reasoning-parser", self.reasoning_parser]
+        cmd += list(self.extra_args)
+        return cmd
+
+    @property
+    def use_cpu(self) -> bool:
+        return (not cuda_available()) if self.cpu is None else self.cpu
+
+    def environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The child's environment: ``base`` (default os.environ), CPU defaults, then ``env=``."""
+        env = dict(os.environ if base is None else base)
+        if self.use_cpu:
+            for key, value in cpu_env(kv_cache_gib=self.kv_cache_gib).items():
+                env.setdefault(key, value)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(self.extra_env)
+        return env

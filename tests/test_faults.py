@@ -328,3 +328,29 @@ def test_a_real_vllm_server_killed_mid_run_leaves_error_rows_a_rerun_finishes(tm
     with VLLMServer(model, port=port, log_path=tmp_path / "vllm-again.log"):
         assert drp(*args) == 0
     assert all(row.finished for row in read_rows(out / PREDICTIONS).values())
+
+
+def test_a_length_floor_is_refused_where_llama_cpp_serves_it(tmp_path, cache, capsys):
+    import http.server
+    import threading
+
+    class LlamaCppModels(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = json.dumps({"object": "list", "data": [{"id": "drp-default", "owned_by": "llamacpp"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), LlamaCppModels)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        code = drp("run", "--method", "rag", "--limit", "1", "--length-floor", "1.0", "--out", str(tmp_path / "run"),
+                   "--api-base", f"http://127.0.0.1:{httpd.server_address[1]}/v1", "--serve", "never")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert code == 2 and "llama.cpp's server does not have" in error_line(capsys.readouterr().err)

@@ -7,8 +7,8 @@ import pytest
 from dspy.utils import DummyLM
 
 from drpkit.data.tasks import build_task
-from drpkit.serving import (InputsFirstJSONAdapter, TextAdapter, ThinkingChatAdapter, ThinkingJSONAdapter,
-                            strip_thinking)
+from drpkit.serving import (DocumentAdapter, InputsFirstJSONAdapter, TextAdapter, ThinkingChatAdapter,
+                            ThinkingJSONAdapter, repetition_penalty, strip_thinking)
 from drpkit.programs import DRP, STAGES, DRPConfig, Extract, Generate, StageFailure, Summarize, Usage, Validate
 from drpkit.programs.checks import review_problem
 from drpkit.programs.formatting import format_item
@@ -471,13 +471,23 @@ def test_past_reviews_as_a_document_leave_the_model_the_target_entry_to_continue
                                     "add_generation_prompt": False}
 
 
+def test_an_answer_that_repeats_the_open_document_is_parsed_to_what_follows_it():
+    # llama.cpp's server answers a continued document with the document and what it wrote on; vLLM's, with the latter
+    adapter = DocumentAdapter(REVIEW_DOCUMENT, ("item", "rating", "review_title"), fallback=dspy.JSONAdapter())
+    inputs = {"past_reviews": "", "item": "Abbey Road", "profile_summary": "s", "rating": 4.0, "review_title": "ok"}
+    document = adapter.format(GenerateReview, [], inputs)[-1]["content"]
+    assert document.endswith("Review:")
+    assert adapter.parse(GenerateReview, document + " " + REVIEW) == {"review": REVIEW}
+    assert adapter.parse(GenerateReview, " " + REVIEW) == {"review": REVIEW}
+
+
 def test_the_repetition_penalty_goes_to_generate_only(tiny_data):
     task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
     lm = DummyLM([{"review": REVIEW}], adapter=dspy.ChatAdapter())
     program = DRP(DRPConfig(selection="random", summarize=False, repetition_penalty=1.15))
     program.set_stage_lms(dict.fromkeys(("extract", "validate", "summarize", "generate"), lm))
     assert program(task=task).review == REVIEW
-    assert [call["kwargs"].get("extra_body") for call in lm.history] == [{"repetition_penalty": 1.15}]
+    assert [call["kwargs"].get("extra_body") for call in lm.history] == [repetition_penalty(1.15)]
 
 
 def test_a_review_far_shorter_than_the_users_is_retried_and_kept_if_nothing_better_comes(tiny_data):

