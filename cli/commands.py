@@ -32,8 +32,8 @@ ENGINES = ("vllm", "llama.cpp")
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=ENGINES, default=ENGINES[0],
-                        help="the server to start: vllm, or llama.cpp (the packaged GGUF as shipped; starts in seconds "
-                             "and decodes faster on a CPU; needs drpkit[serve-llamacpp])")
+                        help="the server to start: vllm, or llama.cpp (the packaged GGUF as shipped, nothing converted; "
+                             "starts in seconds; needs drpkit[serve-llamacpp])")
     parser.add_argument("--serve-model", default=None,
                         help="model to serve: a packaged model name (default qwen2.5-coder-1.5b-instruct), "
                              "a local folder or a hub id (vllm), a .gguf file (llama.cpp)")
