@@ -22,12 +22,12 @@ def test_drp_runs_on_a_llama_cpp_server_that_the_run_starts(tmp_path, capsys, mo
     monkeypatch.setenv("DRPKIT_CACHE", str(tmp_path / "cache"))  # after the model: real calls, none from a cache
     out, log = tmp_path / "run", tmp_path / "llama.log"
     # the default profile: Generate continues a document of past reviews (continue_final_message), penalized
-    main(["run", "--data", "sample", "--split", "test", "--limit", "2", "--out", str(out), "--num-retrieved", "4",
-          "--num-compared", "1", "--concurrency", "2", "--engine", "llama.cpp", "--serve-model", gguf,
+    main(["run", "--data", "sample", "--split", "test", "--limit", "1", "--out", str(out), "--num-retrieved", "4",
+          "--num-compared", "1", "--concurrency", "1", "--engine", "llama.cpp", "--serve-model", gguf,
           "--serve", "always", "--api-base", f"http://127.0.0.1:{find_free_port()}/v1", "--server-log", str(log)])
     metrics = json.loads(capsys.readouterr().out)
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert metrics["samples"] == 2 and "llama-server" in log.read_text()
+    assert metrics["samples"] == 1 and "llama-server" in log.read_text()
     ok = [row for row in rows if row["status"] == "ok"]
     assert ok, [row.get("failures") or row.get("error") for row in rows]
     for row in ok:
