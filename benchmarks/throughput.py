@@ -95,9 +95,9 @@ def counters(api_base: str) -> dict[str, float]:
     """The server's counters, summed over their labels (a measure its engine does not count stays 0)."""
     with _LOCAL.open(_server_root(api_base) + "/metrics", timeout=10) as response:
         text = response.read().decode()
-    values = dict.fromkeys(MEASURES, 0.0)
+    values, engine = dict.fromkeys(MEASURES, 0.0), COUNTERS[server_engine(api_base)]
     for line in text.splitlines():
-        for key, patterns in COUNTERS[server_engine(api_base)].items():
+        for key, patterns in engine.items():
             for pattern in patterns:
                 name, _, label = pattern.partition("{*")
                 if (line.startswith(name + "{") or line.startswith(name + " ")) and label in line:

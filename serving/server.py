@@ -51,6 +51,18 @@ def check_server(base_url: str, timeout: float = 5) -> list[str]:
     Raises :class:`ServerUnavailable` when nothing answers there, or what answers is not an
     OpenAI-compatible server.
     """
+    return [str(model["id"]) for model in _served_models(base_url, timeout)]
+
+
+def server_engine(base_url: str, timeout: float = 5) -> str:
+    """Which engine serves at ``base_url``: "llama.cpp" or "vllm" (the owner its model list names), for the settings
+    only one of them takes."""
+    owners = {str(model.get("owned_by", "")) for model in _served_models(base_url, timeout)}
+    return "llama.cpp" if "llamacpp" in owners else "vllm"
+
+
+def _served_models(base_url: str, timeout: float) -> list[dict]:
+    """The entries of ``GET {base_url}/models``; :class:`ServerUnavailable` naming what went wrong."""
     url = base_url.rstrip("/") + "/models"
     hint = f"no vLLM server answers at {base_url}; start one with `drp serve` or pass --serve"
     try:
@@ -62,22 +74,12 @@ def check_server(base_url: str, timeout: float = 5) -> list[str]:
         reason = getattr(exc, "reason", exc)
         raise ServerUnavailable(f"{hint} ({reason})") from exc
     try:
-        data = json.loads(body)
-        return [str(m["id"]) for m in data["data"]]
+        models = json.loads(body)["data"]
+        if not all(isinstance(model, dict) and "id" in model for model in models):
+            raise TypeError("an entry without an id")
+        return models
     except (ValueError, KeyError, TypeError) as exc:
         raise ServerUnavailable(f"{hint} (GET {url} did not return an OpenAI model list)") from exc
-
-
-def server_engine(base_url: str, timeout: float = 5) -> str:
-    """Which engine serves at ``base_url``: "llama.cpp" or "vllm" (the owner its model list names), for the settings
-    only one of them takes."""
-    url = base_url.rstrip("/") + "/models"
-    try:
-        with _opener(url).open(url, timeout=timeout) as resp:
-            owners = {str(m.get("owned_by", "")) for m in json.loads(resp.read())["data"]}
-    except (urllib.error.URLError, OSError, TimeoutError, ValueError, KeyError, TypeError) as exc:
-        raise ServerUnavailable(f"no OpenAI-compatible server answers at {base_url} ({exc})") from exc
-    return "llama.cpp" if "llamacpp" in owners else "vllm"
 
 
 def end_of_turn_token(base_url: str, model: str, timeout: float = 30) -> int:
