@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import dspy
 import numpy as np
+from tqdm import tqdm
 
 from ..programs import StageFailure, Usage, call_stage
 from ..runner import CONCURRENCY, METRICS, PREDICTIONS, RUN_RECORD, folder_lock, read_rows, replaced, write_json
@@ -81,7 +82,8 @@ def analyze_run(folder: Path, judge: Judge, encoder: Encoder | None = None, thre
                 for comparison in row.comparisons for feature in comparison["validated"]]
     usages = [Usage() for _ in features]
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        verdicts = list(pool.map(lambda f, u: judge(DifferenceFeature(**f[2]), usage=u), features, usages))
+        verdicts = list(tqdm(pool.map(lambda f, u: judge(DifferenceFeature(**f[2]), usage=u), features, usages),
+                             total=len(features), desc=f"judging {folder.name}", unit="feature", dynamic_ncols=True))
     judgments = [{"sample": str(key), "user_id": key.user_id, "asin": asin, "feature": feature} | verdict
                  for (key, asin, feature), verdict in zip(features, verdicts)]
 
