@@ -170,13 +170,16 @@ class DocumentAdapter(TextAdapter):
     earlier entries, and the call's inputs as the last entry, open after the answer's label. The model writes
     on (vLLM's `continue_final_message`) until it starts another entry. No turn asks the model anything, so it
     has nothing to refuse or to reply to; the instruction stays in the system message, where an optimizer can
-    still tune it. `entry` names the inputs each entry has (a demo, the call); the others are the document's."""
+    still tune it. `entry` names the inputs each entry has (a demo, the call); the others are the document's.
+    With a `draft`, the call's entry holds it and a paragraph break: the model writes the next paragraph, or
+    starts the next entry (cut at its label, which then ends the answer empty)."""
 
     CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}
 
-    def __init__(self, heading: str, entry: tuple[str, ...], fallback: dspy.Adapter, callbacks: list | None = None):
+    def __init__(self, heading: str, entry: tuple[str, ...], fallback: dspy.Adapter, callbacks: list | None = None,
+                 draft: str = ""):
         super().__init__(fallback, callbacks)
-        self.heading, self.entry = heading, entry
+        self.heading, self.entry, self.draft = heading, entry, draft
 
     def __call__(self, lm, lm_kwargs, signature, demos, inputs):
         return super().__call__(lm, self.continuing(lm, lm_kwargs, signature), signature, demos, inputs)
@@ -190,7 +193,8 @@ class DocumentAdapter(TextAdapter):
         if not self.handles(signature):
             return lm_kwargs
         extra = {**lm.kwargs.get("extra_body", {}), **lm_kwargs.get("extra_body", {}), **self.CONTINUE}
-        return {**lm_kwargs, "extra_body": extra, "stop": [f"\n{self._label(self.entry[0])}:"]}
+        label = f"{self._label(self.entry[0])}:"  # after a draft's paragraph break, the next entry needs no newline
+        return {**lm_kwargs, "extra_body": extra, "stop": [label if self.draft else f"\n{label}"]}
 
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
         # llama.cpp's server answers with the open document and what it wrote on; vLLM's, with what it wrote on
@@ -212,7 +216,8 @@ class DocumentAdapter(TextAdapter):
         document = [self.heading, "\n".join(self.labelled(fields, inputs, [n for n in fields if n not in self.entry]))]
         document += ["\n".join([*self.labelled(fields, demo, self.entry), f"{answer}: {demo[name]}"])
                      for demo in demos if demo.get(name)]
-        document.append("\n".join([*self.labelled(fields, inputs, self.entry), f"{answer}:"]))
+        opened = f"{answer}: {self.draft}\n\n" if self.draft else f"{answer}:"
+        document.append("\n".join([*self.labelled(fields, inputs, self.entry), opened]))
         return [{"role": "system", "content": self.format_system_message(signature)},
                 {"role": "assistant", "content": "\n\n".join(part for part in document if part)}]
 
