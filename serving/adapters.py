@@ -11,6 +11,7 @@ from typing import Any
 
 import dspy
 from dspy.adapters.utils import format_field_value
+from dspy.utils.exceptions import AdapterParseError
 
 from ..assets import cache_dir
 
@@ -161,6 +162,7 @@ class TextAdapter(dspy.Adapter):
         return {name: re.sub(label, "", text, count=1, flags=re.IGNORECASE).strip()}
 
 
+EMPTY_ANSWER = "The LM returned an empty or null response."  # how DSPy's adapters report an empty completion
 _OPEN_DOCUMENT: ContextVar[str] = ContextVar("open_document", default="")  # the last one this thread formatted
 
 
@@ -182,10 +184,23 @@ class DocumentAdapter(TextAdapter):
         self.heading, self.entry, self.draft = heading, entry, draft
 
     def __call__(self, lm, lm_kwargs, signature, demos, inputs):
-        return super().__call__(lm, self.continuing(lm, lm_kwargs, signature), signature, demos, inputs)
+        try:
+            return super().__call__(lm, self.continuing(lm, lm_kwargs, signature), signature, demos, inputs)
+        except AdapterParseError as error:
+            return self.entry_done(signature, error)
 
     async def acall(self, lm, lm_kwargs, signature, demos, inputs):
-        return await super().acall(lm, self.continuing(lm, lm_kwargs, signature), signature, demos, inputs)
+        try:
+            return await super().acall(lm, self.continuing(lm, lm_kwargs, signature), signature, demos, inputs)
+        except AdapterParseError as error:
+            return self.entry_done(signature, error)
+
+    def entry_done(self, signature: type[dspy.Signature], error: AdapterParseError) -> list[dict[str, Any]]:
+        """After a draft, an empty answer is the model starting the next entry (cut at its label): the draft was
+        the whole review, and the answer adds nothing to it (DSPy takes an empty answer for an unparseable one)."""
+        if self.draft and self.handles(signature) and str(error).startswith(EMPTY_ANSWER):
+            return [{next(iter(signature.output_fields)): ""}]
+        raise error
 
     def continuing(self, lm, lm_kwargs: dict[str, Any], signature: type[dspy.Signature]) -> dict[str, Any]:
         """The call's settings, asking the server to continue the document and to stop at the next entry (the

@@ -476,12 +476,14 @@ MORE = "The second side drags a little, but the closing song makes up for all of
 
 def test_a_short_review_is_continued_as_the_next_paragraph_of_its_entry(tiny_data):
     task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    usage = Usage()
     lm = text_lm([{"review": " " + REVIEW}, {"review": MORE}, {"review": ""}])
     with dspy.context(lm=lm, adapter=ThinkingJSONAdapter()):
-        review = Generate(past_reviews="document")(task.item, task.history, None, 4.0, "ok", usage=Usage(),
+        review = Generate(past_reviews="document")(task.item, task.history, None, 4.0, "ok", usage=usage,
                                                     sources=[], extend_words=100)
-    assert review == f"{REVIEW}\n\n{MORE}"  # the third answer started the next entry: nothing more to say
-    assert len(lm.history) == 3
+    assert review == f"{REVIEW}\n\n{MORE}"
+    # the third answer was empty, cut at the next entry's label: the review is done, no answer failed
+    assert len(lm.history) == 3 and usage.retries == []
     continued = lm.history[1]
     assert continued["messages"][-1]["content"].endswith(f"Review title: ok\nReview: {REVIEW}\n\n")
     assert continued["kwargs"]["stop"] == ["Item:"]  # no newline comes before the next entry's label now
