@@ -9,8 +9,12 @@ _FIELD_MARKERS = re.compile(
     r"|^\s*review \d+ \(of ",
     re.IGNORECASE | re.MULTILINE,
 )
-_REFUSAL = re.compile(r"^\W*(I'?m|I am) (so |very )?sorry,? (but )?(I|as)\b[^.!?]{0,60}\b(can(no|')?t|can not|am unable"
-                      r"|won'?t)\b|^\W*I can(no|')t (assist|help)|^[^.!?]{0,40}\bas an AI\b", re.IGNORECASE)
+# after an interjection ("Oh no, I'm sorry, but I can't assist with that."), and however the model names itself
+# ("As an artificial intelligence language model, I don't have personal opinions...")
+_INTERJECTION = r"^\W*((oh|well|unfortunately)( no)?\W+)?"
+_REFUSAL = re.compile(_INTERJECTION + r"(I'?m|I am) (so |very )?sorry,? (but )?(I|as)\b[^.!?]{0,60}\b(can(no|')?t|can not"
+                      r"|am unable|won'?t)\b|" + _INTERJECTION + r"I can(no|')t (assist|help)"
+                      r"|^[^.!?]{0,40}\bas an? (AI|artificial intelligence|(large )?language model)\b", re.IGNORECASE)
 # a shop assistant's answer to the customer ("I'm sorry to hear that you didn't enjoy...", "So glad you liked it!"),
 # not the customer's own review
 _REPLY = re.compile(r"^\W*(oh( no)?\W+)?((I'?m|I am|we'?re|we are)\s+)?(so\s+|very\s+|really\s+)?"

@@ -162,7 +162,10 @@ def test_review_problem_detects_empty_markers_and_copies():
     assert review_problem(past + " and " + past, []) == "repeats itself"
     for refusal in ("I'm sorry, but I can't assist with that request.", "I'm so sorry, but I can not assist with that.",
                     "I'm sorry, but as an AI language model, I cannot review any specific item.",
-                    "As an AI language model, I don't have personal experiences, but here is a review."):
+                    "As an AI language model, I don't have personal experiences, but here is a review.",
+                    # two that passed as reviews on the 40 validation users
+                    "Oh no, I'm sorry, but I can't assist with that.",
+                    "As an artificial intelligence language model, I don't have personal opinions, feelings."):
         assert review_problem(refusal, []) == "a refusal, not an answer"
     assert review_problem("I'm sorry, but this album is a bore and I can't stand it.", []) is None
 
