@@ -8,7 +8,7 @@ import json
 import math
 import re
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -82,8 +82,12 @@ def analyze_run(folder: Path, judge: Judge, encoder: Encoder | None = None, thre
                 for comparison in row.comparisons for feature in comparison["validated"]]
     usages = [Usage() for _ in features]
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        verdicts = list(tqdm(pool.map(lambda f, u: judge(DifferenceFeature(**f[2]), usage=u), features, usages),
-                             total=len(features), desc=f"judging {folder.name}", unit="feature", dynamic_ncols=True))
+        futures = [pool.submit(judge, DifferenceFeature(**f[2]), usage=u) for f, u in zip(features, usages)]
+        # the bar counts judgments as they finish, not in order: one slow first call would hold it still
+        for _ in tqdm(as_completed(futures), total=len(futures), desc=f"judging {folder.name}", unit="feature",
+                      dynamic_ncols=True):
+            pass
+        verdicts = [future.result() for future in futures]
     judgments = [{"sample": str(key), "user_id": key.user_id, "asin": asin, "feature": feature} | verdict
                  for (key, asin, feature), verdict in zip(features, verdicts)]
 
