@@ -132,6 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--embedder", default=None, help="sentence-transformers model for --dedupe-threshold")
     analyze.add_argument("--concurrency", type=int, default=CONCURRENCY, help="judge calls in flight at once")
     analyze.add_argument("--out", default="runs/analysis", help="folder for analysis.json and the figures")
+    analyze.add_argument("--baseline", default=None, metavar="RUN_DIR",
+                         help="a run of the same samples without differences (rag, say): its BLEU beside each run's "
+                              "on the samples with fewer and with more valid differences than the median")
 
     opt = sub.add_parser("optimize", help="tune the instructions of chosen stages against BLEU/ROUGE-L on a dev "
                          "split; writes program.json, candidates.jsonl, report.md")
@@ -338,11 +341,18 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     check_models(StageLMs(judge))
     configure_dspy(args.adapter)
     encoder = Embedder(args.embedder) if args.dedupe_threshold is not None else None
-    result = analyze([Path(run) for run in args.runs], judge.build(), Path(args.out), encoder=encoder,
-                     threshold=args.dedupe_threshold, concurrency=args.concurrency)
+    with usage_errors("drp analyze"):  # the judge records its own failures: what is left is a folder to fix
+        result = analyze([Path(run) for run in args.runs], judge.build(), Path(args.out), encoder=encoder,
+                         threshold=args.dedupe_threshold, concurrency=args.concurrency,
+                         baseline=Path(args.baseline) if args.baseline else None)
     for run in result["runs"]:
         print(f"{run['name']}: extractor {run['extractor']}, BLEU {run['bleu']:.2f}, UVQ {run['uvq']:.2f}, "
               f"{run['valid']}/{run['features']} valid, {run['judge_failures']} judge failures", file=sys.stderr)
+        for half in run["by_uvq"]:
+            against = (f"; baseline {half['baseline_bleu']:.2f}, difference {half['delta']:+.2f} "
+                       f"[{half['low']:+.2f}, {half['high']:+.2f}]" if "baseline_bleu" in half else "")
+            print(f"  {half['samples']} samples with UVQ {half['uvq_min']}-{half['uvq_max']}: BLEU {half['bleu']:.2f}"
+                  f"{against}", file=sys.stderr)
     print(f"analysis: {Path(args.out) / 'analysis.json'} and figures beside it", file=sys.stderr)
 
 

@@ -16,8 +16,11 @@ import dspy
 import numpy as np
 from tqdm import tqdm
 
+from ..data.tasks import SampleKey
+from ..metrics import BLEU, PairedBootstrap
 from ..programs import StageFailure, Usage, call_stage
-from ..runner import CONCURRENCY, METRICS, PREDICTIONS, RUN_RECORD, folder_lock, read_rows, replaced, write_json
+from ..runner import (CONCURRENCY, METRICS, PREDICTIONS, RUN_RECORD, PredictionRow, folder_lock, read_rows, replaced,
+                      write_json)
 from ..signatures import DifferenceFeature, JudgeFeature
 from ..signatures.judge import CATEGORIES, CRITERIA
 
@@ -92,14 +95,14 @@ def analyze_run(folder: Path, judge: Judge, encoder: Encoder | None = None, thre
                  for (key, asin, feature), verdict in zip(features, verdicts)]
 
     unique: list[dict[str, Any]] = []
-    per_sample = []
+    per_sample: dict[str, int] = {}
     for row in rows:
         valid = [j["feature"] | {"category": j["category"]} for j in judgments
                  if j["sample"] == str(row.key) and j.get("valid")]
         kept = unique_features(valid, encoder, threshold)
-        per_sample.append(len(kept))
+        per_sample[str(row.key)] = len(kept)
         unique += kept
-    uvq = sum(per_sample) / len(per_sample) if per_sample else 0.0
+    uvq = sum(per_sample.values()) / len(per_sample) if per_sample else 0.0
     return {
         "run": str(folder), "name": folder.name, "method": record.get("method"),
         "extractor": record["lms"]["extract"]["model"],
@@ -107,19 +110,60 @@ def analyze_run(folder: Path, judge: Judge, encoder: Encoder | None = None, thre
         "samples": len(rows), "features": len(features),
         "judge_failures": sum(j["status"] == "failed" for j in judgments),
         "valid": sum(bool(j.get("valid")) for j in judgments),
-        "uvq": uvq, "log10_uvq": math.log10(uvq) if uvq > 0 else None,
+        "uvq": uvq, "log10_uvq": math.log10(uvq) if uvq > 0 else None, "uvq_per_sample": per_sample,
         "categories": dict(Counter(f["category"] for f in unique)),
         "judge_usage": Usage.sum(u.stages for u in usages).total(),
         "judgments": judgments,
     }
 
 
+def baseline_rows(baseline: Path, run_dirs: list[Path]) -> dict[SampleKey, PredictionRow]:
+    """The baseline's rows, checked before any judge call to hold every sample the runs finished."""
+    others = read_rows(baseline / PREDICTIONS)
+    for folder in run_dirs:
+        keys = [key for key, row in read_rows(folder / PREDICTIONS).items() if row.status == "ok"]
+        if missing := [key for key in keys if key not in others]:
+            raise ValueError(f"the baseline {baseline} lacks {len(missing)} of the {len(keys)} samples of {folder} "
+                             f"(first: {missing[0]}): compare runs of the same samples")
+    return others
+
+
+def uvq_halves(run: dict[str, Any], others: dict[SampleKey, PredictionRow] | None) -> list[dict[str, Any]]:
+    """With one extractor, Fig. 2 is a point; within a run, does a sample with more valid differences get a better
+    review? The run's samples split at the median UVQ, each half's corpus BLEU and, with `others` (a run of the
+    same samples without differences, `rag` say), the baseline's on the same samples and the paired difference."""
+    rows = read_rows(Path(run["run"]) / PREDICTIONS)
+    keys = sorted((key for key in rows if str(key) in run["uvq_per_sample"]),
+                  key=lambda key: (run["uvq_per_sample"][str(key)], str(key)))
+    halves = []
+    for name, part in (("fewer", keys[: len(keys) // 2]), ("more", keys[len(keys) // 2 :])):
+        if not part:
+            continue
+        counts = [run["uvq_per_sample"][str(key)] for key in part]
+        references = [rows[key].reference for key in part]
+        half = {"half": name, "samples": len(part), "uvq_min": counts[0], "uvq_max": counts[-1],
+                "uvq": sum(counts) / len(counts),
+                "bleu": BLEU().corpus_score([rows[key].prediction or "" for key in part], references)["bleu"]}
+        if others is not None:
+            theirs = [others[key].prediction or "" for key in part]  # a failed sample counts as empty, as in the table
+            difference = PairedBootstrap([BLEU()]).compare(theirs, [rows[key].prediction or "" for key in part],
+                                                             references)["bleu"]
+            half |= {"baseline_bleu": BLEU().corpus_score(theirs, references)["bleu"], "delta": difference.delta,
+                     "low": difference.low, "high": difference.high, "significant": difference.significant}
+        halves.append(half)
+    return halves
+
+
 def analyze(run_dirs: list[Path], judge_lm: dspy.LM, out: Path, encoder: Encoder | None = None,
-            threshold: float | None = None, concurrency: int = CONCURRENCY, attempts: int = 3) -> dict[str, Any]:
+            threshold: float | None = None, concurrency: int = CONCURRENCY, attempts: int = 3,
+            baseline: Path | None = None) -> dict[str, Any]:
     """Analyze each run, group them by extractor model, write analysis.json and the two figures to `out`."""
+    others = baseline_rows(baseline, run_dirs) if baseline else None
     judge = Judge(attempts)
     judge.set_lm(judge_lm)
     runs = [analyze_run(Path(folder), judge, encoder, threshold, concurrency) for folder in run_dirs]
+    for run in runs:
+        run["by_uvq"] = uvq_halves(run, others)
     extractors: dict[str, dict[str, Any]] = {}
     for run in runs:
         group = extractors.setdefault(run["extractor"], {"runs": [], "counts": Counter()})
@@ -134,6 +178,8 @@ def analyze(run_dirs: list[Path], judge_lm: dspy.LM, out: Path, encoder: Encoder
         "judge": judge_lm.model,
         "dedupe": {"names": "normalized (lower case, alphanumeric words)", "embedding_threshold": threshold},
         "uvq": "unique valid features per sample (a user and a target; all five criteria true), averaged over the run's ok samples",
+        "by_uvq": "each run's ok samples split at the median UVQ: corpus BLEU per half"
+                  + (f", against the baseline {baseline} on the same samples (paired bootstrap 95%)" if baseline else ""),
         "extractors": extractors,
         "runs": runs,
     }
@@ -153,8 +199,9 @@ def plot_bleu_vs_uvq(runs: list[dict[str, Any]], path: Path) -> None:
     from matplotlib.figure import Figure  # no pyplot: the Agg canvas, no display, no global state
     from matplotlib.ticker import FuncFormatter
 
-    figure = Figure(figsize=(6, 4), layout="constrained")
-    axes = figure.subplots()
+    halves = [run for run in runs if run.get("by_uvq")]
+    figure = Figure(figsize=(11 if halves else 6, 4), layout="constrained")
+    axes, *within = figure.subplots(1, 2 if halves else 1, squeeze=False)[0]
     for extractor in dict.fromkeys(run["extractor"] for run in runs):
         points = sorted((run["uvq"], run["bleu"], run["name"]) for run in runs
                         if run["extractor"] == extractor and run["uvq"] > 0)
@@ -170,7 +217,24 @@ def plot_bleu_vs_uvq(runs: list[dict[str, Any]], path: Path) -> None:
     axes.set_title("BLEU vs UVQ per extractor")
     if axes.get_legend_handles_labels()[0]:
         axes.legend(title="extractor", fontsize=7)
+    if within:
+        plot_halves(halves, within[0])
     figure.savefig(path, dpi=150)
+
+
+def plot_halves(runs: list[dict[str, Any]], axes: Any) -> None:
+    """Within each run: BLEU of its samples with fewer and with more valid differences than the median (solid),
+    and the baseline's BLEU on the same samples (dashed), at each half's mean UVQ."""
+    for run in runs:
+        xs = [half["uvq"] for half in run["by_uvq"]]
+        (line,) = axes.plot(xs, [half["bleu"] for half in run["by_uvq"]], marker="o", label=run["name"])
+        if "baseline_bleu" in run["by_uvq"][0]:
+            axes.plot(xs, [half["baseline_bleu"] for half in run["by_uvq"]], marker="s", linestyle="--",
+                      color=line.get_color(), label=f"baseline, same samples as {run['name']}")
+    axes.set_xlabel("mean UVQ of the half (samples split at the run's median)")
+    axes.set_ylabel("BLEU of the half")
+    axes.set_title("Within a run: fewer vs more valid differences")
+    axes.legend(fontsize=6)
 
 
 def plot_categories(extractors: dict[str, dict[str, Any]], path: Path) -> None:

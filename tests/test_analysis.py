@@ -3,6 +3,7 @@
 import json
 
 import dspy
+import pytest
 import numpy as np
 from dspy.utils import DummyLM
 from PIL import Image
@@ -98,3 +99,25 @@ def test_analyze_writes_uvq_categories_and_figures(tiny_data, tmp_path):
         with Image.open(out / name) as image:
             image.verify()
             assert image.format == "PNG" and image.size[0] > 300
+
+
+def test_with_a_baseline_each_runs_samples_split_at_the_median_uvq_are_scored_beside_it(tiny_data, tmp_path):
+    drp = make_run(tmp_path / "drp-run", tiny_data, "small", [feature("Length"), feature("Capitals")])
+    judge = DummyLM({"[Length]": verdict("Structure"), "[Capitals]": verdict("Writing")})
+    result = analyze([drp], judge, tmp_path / "analysis", concurrency=4, baseline=drp)
+
+    halves = result["runs"][0]["by_uvq"]
+    assert [(h["half"], h["samples"], h["uvq"]) for h in halves] == [("fewer", 1, 2), ("more", 1, 2)]
+    assert all(h["delta"] == 0 and h["bleu"] == h["baseline_bleu"] for h in halves)  # the run against itself
+    with Image.open(tmp_path / "analysis" / FIG_UVQ) as image:
+        assert image.size[0] > image.size[1] * 2  # the second panel beside Fig. 2
+
+
+def test_a_baseline_without_the_runs_samples_is_refused_before_any_judge_call(tiny_data, tmp_path):
+    drp = make_run(tmp_path / "drp-run", tiny_data, "small", [feature("Length")])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "predictions.jsonl").write_text("")
+    judge = DummyLM([])  # any call would fail: none may be made
+    with pytest.raises(ValueError, match="lacks 2 of the 2 samples"):
+        analyze([drp], judge, tmp_path / "analysis", baseline=other)
