@@ -26,7 +26,7 @@ COPY_SHARE = 0.5
 MIN_COPY_WORDS = 6  # a shared phrase shorter than this is the user's habit, not a copy
 
 
-def words_of(text: str) -> list[str]:
+def _words(text: str) -> list[str]:
     return re.findall(r"[\w']+", text.lower())
 
 
@@ -34,7 +34,7 @@ def review_problem(review: str | None, sources: list[str]) -> str | None:
     """Name what is wrong with `review`, or None if it looks like a review.
 
     `sources` are the texts shown in the prompt (past reviews, summary, item description)."""
-    if review is None or len(words_of(review)) < MIN_WORDS:
+    if review is None or len(_words(review)) < MIN_WORDS:
         return "empty or too short"
     if _FIELD_MARKERS.search(review):
         return "echoes the prompt's field markers"
@@ -48,8 +48,8 @@ SHORT_SHARE = 0.5
 def too_short_problem(review: str | None, past_reviews: list[str]) -> str | None:
     """An answer under half as long as the user's shortest past review is no review of theirs (a 3-word
     answer from a user who writes paragraphs); without past reviews nothing is checked."""
-    words = len(words_of(review or ""))
-    shortest = min((len(words_of(text)) for text in past_reviews), default=0)
+    words = len(_words(review or ""))
+    shortest = min((len(_words(text)) for text in past_reviews), default=0)
     if words < SHORT_SHARE * shortest:
         return f"{words} words, far shorter than any of the user's reviews (the shortest has {shortest})"
     return None
@@ -63,7 +63,7 @@ def forced_problem(problem: str) -> bool:
 
 def repetition_problem(text: str) -> str | None:
     """A degenerate loop: the same `COPY_SPAN_WORDS` words twice in one answer."""
-    words = words_of(text)
+    words = _words(text)
     seen: set[tuple[str, ...]] = set()
     for i in range(len(words) - COPY_SPAN_WORDS + 1):
         span = tuple(words[i : i + COPY_SPAN_WORDS])
@@ -92,13 +92,13 @@ def refusal_problem(text: str) -> str | None:
 def copy_problem(text: str, sources: list[str]) -> str | None:
     """Name it if most of `text` repeats the sources word for word (runs of `COPY_SPAN_WORDS` words, or
     the whole text if shorter): an echo. Reusing a phrase of the summary or a past review is allowed."""
-    words = words_of(text)
+    words = _words(text)
     span = min(COPY_SPAN_WORDS, len(words))
     if span < MIN_COPY_WORDS:
         return None
     source_spans = set()
     for source in sources:
-        src = words_of(source)
+        src = _words(source)
         source_spans.update(tuple(src[i : i + span]) for i in range(len(src) - span + 1))
     covered = set()
     for i in range(len(words) - span + 1):
@@ -115,7 +115,7 @@ def skipped_level_problem(levels: list[tuple[str, str | None]]) -> str | None:
     """RRP's intervention: an answer whose reasoning leaves a level of the template (`levels`, in order) empty,
     or whose plan already is the review, skipped a level; the stage retries it."""
     for name, text in levels:
-        if len(words_of(text or "")) < MIN_WORDS:
+        if len(_words(text or "")) < MIN_WORDS:
             return f"skips a level of the template: {name} is empty"
     (_, plan), (_, review) = levels[-2:]
     if copy_problem(plan or "", [review or ""]):

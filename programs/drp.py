@@ -74,10 +74,6 @@ class DRPConfig:
         "help": "beyond the paper: added to the logit of the token that ends Generate's review, e.g. -4: the review "
                 "ends later where ending is a close call, never forced on as with --length-floor (vLLM's logit_bias "
                 "on the end token its /tokenize shows; the retries after a loop go without; 0: off)"})
-    extend_to: float = field(default=0.0, metadata={
-        "help": "beyond the paper: with --past-reviews document, a review shorter than this share of the median "
-                "past review shown is continued a paragraph at a time (at most two), where --length-floor forces "
-                "the first answer on, e.g. 1.0 (0: off)"})
     past_reviews: Literal["block", "demos", "document"] = field(default="block", metadata={
         "help": "how Generate sees the past reviews: one text block (the paper), or beyond the paper as earlier "
                 "chat turns, each item answered with the user's own review (few-shot demos), or as the earlier "
@@ -118,10 +114,7 @@ class DRPConfig:
             raise ValueError("summary_scope 'user' is where Summarize runs: it needs summarize=True")
         if self.summary_scope == "user" and self.style_hint:
             raise ValueError("style_hint measures against the target's compared items: not with summary_scope 'user'")
-        if self.extend_to and self.past_reviews != "document":
-            raise ValueError("extend_to continues the review as the open entry of a document: it needs "
-                             "past_reviews 'document'")
-        extras = [name for name in ("contrast", "length_hint", "style_hint", "length_floor", "end_bias", "extend_to")
+        extras = [name for name in ("contrast", "length_hint", "style_hint", "length_floor", "end_bias")
                   if getattr(self, name)] + (["repetition_penalty"] if self.repetition_penalty != 1.0 else [])
         if self.rrp and (extras or self.past_reviews != "block"):
             raise ValueError(f"RRP's template takes the past reviews as a block and no hints: not with "
@@ -261,7 +254,6 @@ class DRP(dspy.Module):
                 budget=review_budget(task.history or self.summarized(task)),
                 style=measured_style(task, compared) if self.config.style_hint else None,
                 min_tokens=review_floor(task, self.config.length_floor) if self.config.length_floor else None,
-                extend_words=round(self.config.extend_to * median_words(task)) if self.config.extend_to else None,
             ), {}
         reasoned = self.reason(task.item, task.history, rating, title, usage=work.usage, sources=sources)
         levels = {"user_traits": reasoned.user_traits, "item_plan": reasoned.item_plan, "draft": reasoned.review}
@@ -417,13 +409,8 @@ def review_floor(task: ReviewTask, share: float) -> int | None:
     """Generate's shortest answer in tokens: `share` of the median past review shown (a 1.5B model, asked for a
     user's review, writes a quarter of their length whatever it is told); None without past reviews. From the
     user's history only, never from the target."""
-    return round(share * TOKENS_PER_WORD * median_words(task)) if task.history else None
-
-
-def median_words(task: ReviewTask) -> float:
-    """The median word count of the past reviews shown (0 without any); never of the target."""
     counts = [len(review.text.split()) for _, review in task.history]
-    return statistics.median(counts) if counts else 0
+    return round(share * TOKENS_PER_WORD * statistics.median(counts)) if counts else None
 
 
 def measured_style(task: ReviewTask, compared: list[ComparedItem]) -> str:

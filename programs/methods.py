@@ -8,7 +8,7 @@ from typing import Any
 from .drp import DRPConfig
 
 
-FROM_HISTORY = ("length_hint", "style_hint", "length_floor", "extend_to")
+FROM_HISTORY = ("length_hint", "style_hint", "length_floor")
 """Program settings measured from the past reviews shown: a method that shows none cannot have them."""
 
 

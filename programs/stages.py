@@ -28,9 +28,9 @@ from ..signatures import (
     ValidateDifferences,
 )
 
-from .calls import StageFailure, call_stage
-from .checks import (MIN_WORDS, copy_problem, feature_list_problem, forced_problem, refusal_problem, review_problem,
-                     skipped_level_problem, too_short_problem, uncited_problem, words_of)
+from .calls import call_stage
+from .checks import (copy_problem, feature_list_problem, forced_problem, refusal_problem, review_problem,
+                     skipped_level_problem, too_short_problem, uncited_problem)
 from .formatting import format_history, format_item, format_numbered_features, format_others, format_review
 from .usage import Usage
 
@@ -165,11 +165,10 @@ class Generate(Stage):
     """Step 3b: the review, from the history and the profile (the summary, or CICL's contrast examples);
     an echo of the prompt, or an answer far shorter than any past review, is retried. A length floor or an end
     bias holds until an answer fails in a way they can force (a loop, a copy of the prompt): the attempts left go
-    without. In the document framing a review shorter than `extend_words` is continued a paragraph at a time."""
+    without."""
 
     name = "generate"
     answer_tokens = 512  # a review, when no past review gives this user's length (`review_budget`)
-    continuations = 2  # paragraphs a short review may be continued with
 
     def __init__(self, contrastive: bool = False, attempts: int = 3, length_hint: bool = False,
                  past_reviews: Literal["block", "demos", "document"] = "block", style_hint: bool = False,
@@ -191,8 +190,7 @@ class Generate(Stage):
 
     def forward(self, item: Item, history: Sequence[tuple[Item, Review]], profile: str | None, rating: float,
                 review_title: str, usage: Usage, sources: list[str], length: str | None = None,
-                budget: int | None = None, style: str | None = None, min_tokens: int | None = None,
-                extend_words: int | None = None) -> str:
+                budget: int | None = None, style: str | None = None, min_tokens: int | None = None) -> str:
         def not_a_review(prediction: dspy.Prediction) -> str | None:
             # the instruction as it is now (an optimizer may have changed it) is in the prompt too
             return review_problem(prediction.review, [*sources, self.predict.signature.instructions])
@@ -208,54 +206,22 @@ class Generate(Stage):
             demos = [{"item": format_item(it), "rating": review.rating, "review_title": review.title,
                       "review": review.text} for it, review in reversed(history)]
         signature, inputs = _given(self.predict.signature, inputs)
-        if demos is not None:
-            inputs["demos"] = demos
         with dspy.context(**self.framing()):
-            review = call_stage(
+            return call_stage(
                 self.name, self.predict, usage, self.attempts, check=not_a_review, soft_check=too_short,
                 sampling=self.sampling(budget, min_tokens, self.end_bias, self.repetition_penalty),
                 fallback=(self.sampling(budget, repetition_penalty=self.repetition_penalty)
                           if min_tokens or self.end_bias else None),
-                fallback_after=forced_problem, signature=signature, **inputs,
+                fallback_after=forced_problem, signature=signature,
+                **({"demos": demos} if demos is not None else {}), **inputs,
             ).review.strip()
-        if extend_words:
-            review = self.extended(review, extend_words, usage, sources, budget, signature, inputs)
-        return review
 
-    def extended(self, review: str, extend_words: int, usage: Usage, sources: list[str], budget: int | None,
-                 signature: type[dspy.Signature], inputs: dict[str, Any]) -> str:
-        """The review continued while it is shorter than `extend_words`: the open entry holds it and a paragraph
-        break, and the model writes the next paragraph or starts the next entry (nothing added: the review is
-        done). A paragraph that makes the review loop or copy the prompt is dropped, and the review stands."""
-        def adds_to_it(prediction: dspy.Prediction) -> str | None:
-            if len(words_of(prediction.review)) < MIN_WORDS:
-                return None
-            return review_problem(f"{review}\n\n{prediction.review}", [*sources, self.predict.signature.instructions])
-
-        for _ in range(self.continuations):
-            if len(words_of(review)) >= extend_words:
-                break
-            with dspy.context(**self.framing(draft=review)):
-                try:
-                    paragraph = call_stage(self.name, self.predict, usage, 1, check=adds_to_it,
-                                           sampling=self.sampling(budget, repetition_penalty=self.repetition_penalty),
-                                           signature=signature, **inputs).review.strip()
-                except StageFailure:
-                    break
-            if len(words_of(paragraph)) < MIN_WORDS:
-                break
-            review = f"{review}\n\n{paragraph}"
-        return review
-
-    def framing(self, draft: str = "") -> dict[str, Any]:
-        """The adapter of a document framing (`past_reviews="document"`), around the run's adapter; with a
-        `draft`, the review so far that the model is to continue."""
+    def framing(self) -> dict[str, Any]:
+        """The adapter of a document framing (`past_reviews="document"`), around the run's adapter."""
         if self.past_reviews != "document":
-            if draft:
-                raise ValueError("a review is continued only in the document framing (past_reviews='document')")
             return {}
         return {"adapter": DocumentAdapter(REVIEW_DOCUMENT, ("item", "rating", "review_title"),
-                                           fallback=dspy.settings.adapter or dspy.JSONAdapter(), draft=draft)}
+                                           fallback=dspy.settings.adapter or dspy.JSONAdapter())}
 
 
 def _given(signature: type[dspy.Signature], inputs: dict[str, Any]) -> tuple[type[dspy.Signature], dict[str, Any]]:

@@ -11,7 +11,6 @@ from typing import Any
 
 import dspy
 from dspy.adapters.utils import format_field_value
-from dspy.utils.exceptions import AdapterParseError
 
 from ..assets import cache_dir
 
@@ -162,7 +161,6 @@ class TextAdapter(dspy.Adapter):
         return {name: re.sub(label, "", text, count=1, flags=re.IGNORECASE).strip()}
 
 
-EMPTY_ANSWER = "The LM returned an empty or null response."  # how DSPy's adapters report an empty completion
 _OPEN_DOCUMENT: ContextVar[str] = ContextVar("open_document", default="")  # the last one this thread formatted
 
 
@@ -172,35 +170,19 @@ class DocumentAdapter(TextAdapter):
     earlier entries, and the call's inputs as the last entry, open after the answer's label. The model writes
     on (vLLM's `continue_final_message`) until it starts another entry. No turn asks the model anything, so it
     has nothing to refuse or to reply to; the instruction stays in the system message, where an optimizer can
-    still tune it. `entry` names the inputs each entry has (a demo, the call); the others are the document's.
-    With a `draft`, the call's entry holds it and a paragraph break: the model writes the next paragraph, or
-    starts the next entry (cut at its label, which then ends the answer empty)."""
+    still tune it. `entry` names the inputs each entry has (a demo, the call); the others are the document's."""
 
     CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}
 
-    def __init__(self, heading: str, entry: tuple[str, ...], fallback: dspy.Adapter, callbacks: list | None = None,
-                 draft: str = ""):
+    def __init__(self, heading: str, entry: tuple[str, ...], fallback: dspy.Adapter, callbacks: list | None = None):
         super().__init__(fallback, callbacks)
-        self.heading, self.entry, self.draft = heading, entry, draft
+        self.heading, self.entry = heading, entry
 
     def __call__(self, lm, lm_kwargs, signature, demos, inputs):
-        try:
-            return super().__call__(lm, self.continuing(lm, lm_kwargs, signature), signature, demos, inputs)
-        except AdapterParseError as error:
-            return self.entry_done(signature, error)
+        return super().__call__(lm, self.continuing(lm, lm_kwargs, signature), signature, demos, inputs)
 
     async def acall(self, lm, lm_kwargs, signature, demos, inputs):
-        try:
-            return await super().acall(lm, self.continuing(lm, lm_kwargs, signature), signature, demos, inputs)
-        except AdapterParseError as error:
-            return self.entry_done(signature, error)
-
-    def entry_done(self, signature: type[dspy.Signature], error: AdapterParseError) -> list[dict[str, Any]]:
-        """After a draft, an empty answer is the model starting the next entry (cut at its label): the draft was
-        the whole review, and the answer adds nothing to it (DSPy takes an empty answer for an unparseable one)."""
-        if self.draft and self.handles(signature) and str(error).startswith(EMPTY_ANSWER):
-            return [{next(iter(signature.output_fields)): ""}]
-        raise error
+        return await super().acall(lm, self.continuing(lm, lm_kwargs, signature), signature, demos, inputs)
 
     def continuing(self, lm, lm_kwargs: dict[str, Any], signature: type[dspy.Signature]) -> dict[str, Any]:
         """The call's settings, asking the server to continue the document and to stop at the next entry (the
@@ -208,8 +190,7 @@ class DocumentAdapter(TextAdapter):
         if not self.handles(signature):
             return lm_kwargs
         extra = {**lm.kwargs.get("extra_body", {}), **lm_kwargs.get("extra_body", {}), **self.CONTINUE}
-        label = f"{self._label(self.entry[0])}:"  # after a draft's paragraph break, the next entry needs no newline
-        return {**lm_kwargs, "extra_body": extra, "stop": [label if self.draft else f"\n{label}"]}
+        return {**lm_kwargs, "extra_body": extra, "stop": [f"\n{self._label(self.entry[0])}:"]}
 
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
         # llama.cpp's server answers with the open document and what it wrote on; vLLM's, with what it wrote on
@@ -231,8 +212,7 @@ class DocumentAdapter(TextAdapter):
         document = [self.heading, "\n".join(self.labelled(fields, inputs, [n for n in fields if n not in self.entry]))]
         document += ["\n".join([*self.labelled(fields, demo, self.entry), f"{answer}: {demo[name]}"])
                      for demo in demos if demo.get(name)]
-        opened = f"{answer}: {self.draft}\n\n" if self.draft else f"{answer}:"
-        document.append("\n".join([*self.labelled(fields, inputs, self.entry), opened]))
+        document.append("\n".join([*self.labelled(fields, inputs, self.entry), f"{answer}:"]))
         return [{"role": "system", "content": self.format_system_message(signature)},
                 {"role": "assistant", "content": "\n\n".join(part for part in document if part)}]
 

@@ -474,61 +474,6 @@ def test_past_reviews_as_a_document_leave_the_model_the_target_entry_to_continue
                                     "add_generation_prompt": False}
 
 
-MORE = "The second side drags a little, but the closing song makes up for all of it."
-
-
-def test_a_short_review_is_continued_as_the_next_paragraph_of_its_entry(tiny_data):
-    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
-    usage = Usage()
-    lm = text_lm([{"review": " " + REVIEW}, {"review": MORE}, {"review": ""}])
-    with dspy.context(lm=lm, adapter=ThinkingJSONAdapter()):
-        review = Generate(past_reviews="document")(task.item, task.history, None, 4.0, "ok", usage=usage,
-                                                    sources=[], extend_words=100)
-    assert review == f"{REVIEW}\n\n{MORE}"
-    # the third answer was empty, cut at the next entry's label: the review is done, no answer failed
-    assert len(lm.history) == 3 and usage.retries == []
-    continued = lm.history[1]
-    assert continued["messages"][-1]["content"].endswith(f"Review title: ok\nReview: {REVIEW}\n\n")
-    assert continued["kwargs"]["stop"] == ["Item:"]  # no newline comes before the next entry's label now
-
-
-def test_a_review_as_long_as_asked_is_not_continued(tiny_data):
-    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
-    lm = text_lm([{"review": REVIEW}])
-    with dspy.context(lm=lm, adapter=ThinkingJSONAdapter()):
-        review = Generate(past_reviews="document")(task.item, task.history, None, 4.0, "ok", usage=Usage(),
-                                                    sources=[], extend_words=len(REVIEW.split()))
-    assert review == REVIEW and len(lm.history) == 1
-
-
-def test_a_continuation_that_loops_is_dropped_and_the_review_stands(tiny_data):
-    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
-    usage = Usage()
-    lm = text_lm([{"review": REVIEW}, {"review": REVIEW}])
-    with dspy.context(lm=lm, adapter=ThinkingJSONAdapter()):
-        review = Generate(past_reviews="document")(task.item, task.history, None, 4.0, "ok", usage=usage,
-                                                    sources=[], extend_words=100)
-    assert review == REVIEW and len(lm.history) == 2  # a failed continuation is not retried
-    assert usage.retries[-1]["problem"].startswith("repeats itself")
-
-
-def test_extend_to_continues_reviews_shorter_than_that_share_of_the_median_past_review(tiny_data):
-    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
-    median = len(task.history[0][1].text.split())  # this user's reviews are all as long
-    assert len(REVIEW.split()) < 2 * median <= len(REVIEW.split()) + len(MORE.split())
-    lm = text_lm([{"review": REVIEW}, {"review": MORE}])
-    program = DRP(DRPConfig(selection="random", summarize=False, past_reviews="document", extend_to=2.0))
-    program.set_stage_lms(dict.fromkeys(("extract", "validate", "summarize", "generate"), lm))
-    with dspy.context(adapter=ThinkingJSONAdapter()):
-        assert program(task=task).review == f"{REVIEW}\n\n{MORE}"
-    assert len(lm.history) == 2  # long enough after one paragraph
-
-
-def test_extend_to_needs_the_document_framing():
-    with pytest.raises(ValueError, match="past_reviews 'document'"):
-        DRPConfig(extend_to=1.0)
-
-
 def test_an_answer_that_repeats_the_open_document_is_parsed_to_what_follows_it():
     # llama.cpp's server answers a continued document with the document and what it wrote on; vLLM's, with the latter
     adapter = DocumentAdapter(REVIEW_DOCUMENT, ("item", "rating", "review_title"), fallback=dspy.JSONAdapter())
