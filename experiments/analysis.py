@@ -241,7 +241,7 @@ def plot_categories(extractors: dict[str, dict[str, Any]], path: Path) -> None:
     """Fig. 3: the share of each category among the unique valid features, a stacked bar per extractor."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(1.5 + 1.2 * len(extractors), 4), layout="constrained")
+    figure = Figure(figsize=(max(4.5, 1.5 + 1.2 * len(extractors)), 4), layout="constrained")  # room for the title
     axes = figure.subplots()
     names = list(extractors)
     bottom = np.zeros(len(names))
