@@ -112,13 +112,15 @@ class RunSettings(ProgramSettings):
 def _identity(record: dict[str, Any]) -> dict[str, Any]:
     """The settings that change results: not the sample limit or an optimizer's budget (more of either
     continues the run), not where the servers listen or how long a request may wait; an unset setting, or a
-    program or LM option at its default (one added since, say), equals one a record lacks."""
+    program or LM option at its default (one added since, say), equals one a record lacks, and so does a program
+    option since removed that the record has off (0, False, None)."""
     lm_defaults = LMSpec().describe()
     neutral = {f.name for f in fields(LMSpec) if f.metadata.get("neutral")}
     lms = {stage: {k: v for k, v in spec.items() if k not in neutral and (k not in lm_defaults or lm_defaults[k] != v)}
            for stage, spec in record["lms"].items()}
     defaults = asdict(DRPConfig())
-    program = {k: v for k, v in record.get("program", {}).items() if k not in defaults or defaults[k] != v}
+    program = {k: v for k, v in record.get("program", {}).items()
+               if (defaults[k] != v if k in defaults else v not in (0, False, None))}
     return ({k: v for k, v in record.items() if k not in ("limit", "budget") and v is not None}
             | {"lms": lms, "program": program})
 

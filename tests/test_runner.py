@@ -113,6 +113,19 @@ def test_a_record_without_an_option_added_since_resumes_at_its_default(tiny_data
         run(program, tiny_data, hinted, tmp_path, concurrency=1)
 
 
+def test_a_record_with_an_option_since_removed_resumes_if_it_was_off(tiny_data, tmp_path):
+    program, _ = make_program()
+    run(program, tiny_data, settings(limit=1), tmp_path, concurrency=1)
+    record = json.loads((tmp_path / "run.json").read_text())
+    record["program"]["dropped_lever"] = 0.0  # as written while the option existed, off
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    assert run(program, tiny_data, settings(limit=2), tmp_path, concurrency=1)["samples"] == 2
+    record["program"]["dropped_lever"] = 1.0  # it was on: the results are another method's
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="program"):
+        run(program, tiny_data, settings(limit=2), tmp_path, concurrency=1)
+
+
 def test_users_without_history_are_reported(tiny_data, tmp_path):
     row = tiny_data.rows["test"][0]
     tiny_data.rows["test"][0] = row.model_copy(update={"profile": []})
