@@ -168,6 +168,7 @@ def test_review_problem_detects_empty_markers_and_copies():
                     "As an artificial intelligence language model, I don't have personal opinions, feelings."):
         assert review_problem(refusal, []) == "a refusal, not an answer"
     assert review_problem("I'm sorry, but this album is a bore and I can't stand it.", []) is None
+    assert review_problem("Unfortunately I can't help but skip the second side of this record.", []) is None
 
 
 def test_a_shop_assistants_reply_is_no_review_but_a_customers_sorry_or_glad_is():
