@@ -4,6 +4,7 @@ text format for the stages that answer with one text (Summarize, Generate), and 
 
 from __future__ import annotations
 
+import logging
 import re
 import textwrap
 from contextvars import ContextVar
@@ -13,6 +14,7 @@ import dspy
 from dspy.adapters.utils import format_field_value
 
 from ..assets import cache_dir
+from .lms import LOOP_ENDED_WARNINGS
 
 _THINK = re.compile(r"^.*?</think>\s*|<think>.*?</think>\s*", re.DOTALL)
 
@@ -232,5 +234,6 @@ def configure_dspy(adapter: str | None = None, prompt_order: str = "inputs-first
     rerun reuses every answer it already got, and the default adapter with its prompt order (a run sets its own,
     `RunSettings.make_adapter`)."""
     dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(cache_dir("dspy")))
+    logging.getLogger("LiteLLM").addFilter(LOOP_ENDED_WARNINGS)
     if adapter is not None:
         dspy.configure(adapter=ADAPTERS[adapter][prompt_order]())

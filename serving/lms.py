@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -17,6 +18,17 @@ MAX_MODEL_LEN = 8192  # tokens of prompt and answer a request may hold (the serv
 # vLLM's repetition detection: an answer whose last 8-64 tokens repeat twice before, back to back, is a loop
 # that would run to max_tokens; it ends there (finish reason "repetition"), unparsed, and the stage retries.
 LOOP_DETECTION = {"max_pattern_size": 64, "min_pattern_size": 8, "min_count": 3}
+
+
+class _LoopEnded(logging.Filter):
+    """LiteLLM warns "Unmapped finish_reason 'repetition'" on every answer that loop detection ended, twice over;
+    the stage already retries such an answer and the run records it, so the warning only floods a run's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "finish_reason 'repetition'" not in record.getMessage()
+
+
+LOOP_ENDED_WARNINGS = _LoopEnded()
 
 
 def repetition_penalty(penalty: float) -> dict[str, Any]:

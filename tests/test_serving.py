@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
 import os
 import socket
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from drpkit.serving import LlamaCppServer, repetition_penalty
+from drpkit.serving import LlamaCppServer, configure_dspy, repetition_penalty
 from drpkit.serving import server as serving
 from drpkit.serving.server import (
     ServerStartError,
@@ -406,3 +407,14 @@ def test_one_server_is_no_replica_set():
     assert LMSpec(api_base="http://127.0.0.1:8000/v1").servers == ("http://127.0.0.1:8000/v1",)
     with pytest.raises(ValueError, match="two servers"):
         ReplicaEngine("hosted_vllm/m", ["http://127.0.0.1:8000/v1"])
+
+
+def test_litellms_warning_on_an_answer_loop_detection_ended_is_kept_out_of_the_log(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("DRPKIT_CACHE", str(tmp_path))
+    configure_dspy()
+    litellm_log = logging.getLogger("LiteLLM")
+    with caplog.at_level(logging.WARNING):
+        litellm_log.warning("Unmapped finish_reason 'repetition', defaulting to 'stop'")
+        litellm_log.warning("Unmapped finish_reason 'weird', defaulting to 'stop'")
+    assert [record.getMessage() for record in caplog.records] == [
+        "Unmapped finish_reason 'weird', defaulting to 'stop'"]
