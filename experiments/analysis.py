@@ -74,8 +74,9 @@ def unique_features(features: list[dict[str, Any]], encoder: Encoder | None = No
 
 
 def analyze_run(folder: Path, judge: Judge, encoder: Encoder | None = None, threshold: float | None = None,
-                concurrency: int = CONCURRENCY) -> dict[str, Any]:
-    """Judge the validated features of a finished run's ok samples; its UVQ, categories and judgments."""
+                concurrency: int = CONCURRENCY, others: dict[SampleKey, PredictionRow] | None = None) -> dict[str, Any]:
+    """Judge the validated features of a finished run's ok samples; its UVQ, categories, judgments and the
+    halves of its samples by UVQ (against `others`, a baseline's rows, if given)."""
     record = json.loads((folder / RUN_RECORD).read_text(encoding="utf-8"))
     metrics_file = folder / METRICS
     if not metrics_file.exists():
@@ -95,12 +96,12 @@ def analyze_run(folder: Path, judge: Judge, encoder: Encoder | None = None, thre
                  for (key, asin, feature), verdict in zip(features, verdicts)]
 
     unique: list[dict[str, Any]] = []
-    per_sample: dict[str, int] = {}
+    per_sample: dict[SampleKey, int] = {}
     for row in rows:
         valid = [j["feature"] | {"category": j["category"]} for j in judgments
                  if j["sample"] == str(row.key) and j.get("valid")]
         kept = unique_features(valid, encoder, threshold)
-        per_sample[str(row.key)] = len(kept)
+        per_sample[row.key] = len(kept)
         unique += kept
     uvq = sum(per_sample.values()) / len(per_sample) if per_sample else 0.0
     return {
@@ -110,7 +111,8 @@ def analyze_run(folder: Path, judge: Judge, encoder: Encoder | None = None, thre
         "samples": len(rows), "features": len(features),
         "judge_failures": sum(j["status"] == "failed" for j in judgments),
         "valid": sum(bool(j.get("valid")) for j in judgments),
-        "uvq": uvq, "log10_uvq": math.log10(uvq) if uvq > 0 else None, "uvq_per_sample": per_sample,
+        "uvq": uvq, "log10_uvq": math.log10(uvq) if uvq > 0 else None,
+        "by_uvq": uvq_halves({row.key: row for row in rows}, per_sample, others),
         "categories": dict(Counter(f["category"] for f in unique)),
         "judge_usage": Usage.sum(u.stages for u in usages).total(),
         "judgments": judgments,
@@ -128,18 +130,17 @@ def baseline_rows(baseline: Path, run_dirs: list[Path]) -> dict[SampleKey, Predi
     return others
 
 
-def uvq_halves(run: dict[str, Any], others: dict[SampleKey, PredictionRow] | None) -> list[dict[str, Any]]:
+def uvq_halves(rows: dict[SampleKey, PredictionRow], uvq: dict[SampleKey, int],
+               others: dict[SampleKey, PredictionRow] | None) -> list[dict[str, Any]]:
     """With one extractor, Fig. 2 is a point; within a run, does a sample with more valid differences get a better
     review? The run's samples split at the median UVQ, each half's corpus BLEU and, with `others` (a run of the
     same samples without differences, `rag` say), the baseline's on the same samples and the paired difference."""
-    rows = read_rows(Path(run["run"]) / PREDICTIONS)
-    keys = sorted((key for key in rows if str(key) in run["uvq_per_sample"]),
-                  key=lambda key: (run["uvq_per_sample"][str(key)], str(key)))
+    keys = sorted(uvq, key=lambda key: (uvq[key], str(key)))
     halves = []
     for name, part in (("fewer", keys[: len(keys) // 2]), ("more", keys[len(keys) // 2 :])):
         if not part:
             continue
-        counts = [run["uvq_per_sample"][str(key)] for key in part]
+        counts = [uvq[key] for key in part]
         references = [rows[key].reference for key in part]
         half = {"half": name, "samples": len(part), "uvq_min": counts[0], "uvq_max": counts[-1],
                 "uvq": sum(counts) / len(counts),
@@ -161,9 +162,7 @@ def analyze(run_dirs: list[Path], judge_lm: dspy.LM, out: Path, encoder: Encoder
     others = baseline_rows(baseline, run_dirs) if baseline else None
     judge = Judge(attempts)
     judge.set_lm(judge_lm)
-    runs = [analyze_run(Path(folder), judge, encoder, threshold, concurrency) for folder in run_dirs]
-    for run in runs:
-        run["by_uvq"] = uvq_halves(run, others)
+    runs = [analyze_run(Path(folder), judge, encoder, threshold, concurrency, others) for folder in run_dirs]
     extractors: dict[str, dict[str, Any]] = {}
     for run in runs:
         group = extractors.setdefault(run["extractor"], {"runs": [], "counts": Counter()})
