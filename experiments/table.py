@@ -68,14 +68,17 @@ def baseline_row(grid: Grid, name: str, row: Row, rows: list[Row]) -> Row | None
 def compare_rows(grid: Grid, rows: list[Row], predictions: Mapping[str, list[PredictionRow]],
                  bootstrap: PairedBootstrap | None = None) -> list[Comparison]:
     """Each row against each of the grid's baselines, by paired bootstrap over the samples (pooled over the
-    row's temperatures, sample by sample); a failed sample counts as an empty prediction, as in the scores."""
+    row's temperatures, sample by sample); a failed sample counts as an empty prediction, as in the scores. A pair
+    of rows is compared once, under the first baseline that names it (a grid may name `rag` for the rows of its
+    variants and `rag/document` for rows whose variant has no `rag`)."""
     bootstrap = bootstrap or PairedBootstrap()
-    out = []
+    out, compared = [], set()
     for base_name in grid.baselines:
         for row in rows:
             base = baseline_row(grid, base_name, row, rows)
-            if base is None or base is row:
+            if base is None or base is row or (id(row), id(base)) in compared:
                 continue
+            compared.add((id(row), id(base)))
             ours, theirs, references = [], [], []
             for cell, base_cell in zip(row.cells, base.cells):
                 baseline_rows = {r.key: r for r in predictions[base_cell]}

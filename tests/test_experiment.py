@@ -221,6 +221,22 @@ def test_a_methods_baseline_is_that_method_in_the_rows_own_variant(grid_file, tm
     assert "| drp/longer | non-p/longer | 2 |" in table
 
 
+def test_a_pair_of_rows_is_compared_once_under_the_first_baseline_that_names_it(grid_file, tmp_path):
+    grid = GRID.replace("temperatures = [[0, 0.5]]", "temperatures = [0]").replace(
+        "[variants]", '[variants]\nlonger = { methods = ["non-p", "drp"], attempts = 5 }')
+    grid_file.write_text('baseline = ["non-p", "non-p/longer"]\n' + grid)
+    out = tmp_path / "out"
+    table = run_grid(load_grid(grid_file), out, build_lms=CountingLMs())
+    rows = list(csv.DictReader(io.StringIO((out / "comparisons.csv").read_text())))
+    pairs = [(r["row"], r["baseline"]) for r in rows if r["score"] == "bleu"]
+    # drp/longer meets non-p/longer under "non-p" (its variant's) and is not compared again under "non-p/longer"
+    assert sorted(pairs) == sorted([
+        ("cicl", "non-p"), ("drp", "non-p"), ("drp/no-validate", "non-p"), ("drp/longer", "non-p/longer"),
+        ("non-p", "non-p/longer"), ("cicl", "non-p/longer"), ("drp", "non-p/longer"),
+        ("drp/no-validate", "non-p/longer")])
+    assert table.count("| drp/longer | non-p/longer |") == 1
+
+
 def test_a_baseline_that_names_no_row_is_refused(grid_file):
     grid_file.write_text('baseline = ["non-p", "drp/no-summarize"]\n' + GRID)
     with pytest.raises(ValueError, match=r"baseline: \['drp/no-summarize'\] name no row"):
