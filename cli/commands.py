@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -16,8 +17,8 @@ from urllib.parse import urlparse
 from ..assets.models import MODELS, ModelIntegrityError, ModelNotInstalled
 from ..assets.nltk import NltkDataError
 from ..programs import METHODS, STAGES, DRPConfig
-from ..runner import (CONCURRENCY, DEFAULT_PROFILE, METRICS, PROFILES, ExpectedError, ProgramSettings,
-                      UsageError, profile_options, usage_errors)
+from ..runner import (CONCURRENCY, DEFAULT_PROFILE, METRICS, PROFILES, Abandoned, ExpectedError,
+                      ProgramSettings, UsageError, profile_options, usage_errors)
 from ..serving import (ADAPTERS, DEFAULT_PORT, DEFAULT_SERVED_NAME, MAX_MODEL_LEN, LMSpec, LocalServer,
                        ServerStartError, ServerUnavailable, StageLMs)
 from .options import add_options, values
@@ -431,6 +432,13 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"drp: error: {error}", file=sys.stderr)
         sys.exit(getattr(error, "exit_code", 1))
+    except Abandoned as stop:
+        if args.debug:
+            raise
+        print(f"drp: stopped, {stop}; what finished is kept: rerun the same command to go on", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(stop.exit_code)  # not sys.exit: the interpreter would wait for the abandoned samples' threads
     except KeyboardInterrupt:
         if args.debug:
             raise

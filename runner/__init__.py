@@ -1,7 +1,7 @@
 """Running a program over a split: settings records, the prediction row, resumable JSON Lines, metrics files,
 output files that survive a kill, and the errors a user can fix."""
 
-from .errors import BadFile, ExpectedError, FolderBusy, SettingsRefused, UsageError, WriteFailed, usage_errors
+from .errors import Abandoned, BadFile, ExpectedError, FolderBusy, SettingsRefused, UsageError, WriteFailed, usage_errors
 from .files import atomic_write, folder_lock, replaced, write_json
 from .jsonl import JsonlWriter, read_jsonl
 from .rows import PREDICTIONS, PredictionRow, read_rows
@@ -11,7 +11,7 @@ from .settings import (DEFAULT_PROFILE, PROFILES, RUN_OPTIONS, ProgramSettings, 
                        profile_options)
 
 __all__ = [
-    "BadFile", "CONCURRENCY", "DEFAULT_PROFILE", "ExpectedError", "FolderBusy", "JsonlWriter", "METRICS", "PREDICTIONS",
+    "Abandoned", "BadFile", "CONCURRENCY", "DEFAULT_PROFILE", "ExpectedError", "FolderBusy", "JsonlWriter", "METRICS", "PREDICTIONS",
     "PROFILES", "PredictionRow", "ProgramSettings", "RUN_OPTIONS", "RUN_RECORD", "RunSettings", "SettingsRefused",
     "UsageError", "WriteFailed", "atomic_write", "build_tasks", "check_settings", "compare_files", "evaluate_file",
     "folder_lock", "metrics_of", "profile_options", "read_jsonl", "read_rows", "replaced", "run", "sample_keys",

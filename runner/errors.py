@@ -35,6 +35,15 @@ class WriteFailed(ExpectedError, OSError):
     """A file could not be written (a full disk, say); what was written before is kept."""
 
 
+class Abandoned(BaseException):
+    """A second Ctrl-C (or SIGTERM) while a run waited for its samples in flight: they are left to their worker
+    threads, which the process does not wait for (`drp` exits at once with `exit_code`); what finished is kept."""
+
+    def __init__(self, in_flight: int, exit_code: int):
+        super().__init__(f"{in_flight} samples in flight abandoned")
+        self.exit_code = exit_code
+
+
 @contextlib.contextmanager
 def usage_errors(what: str) -> Iterator[None]:
     """Turn a ValueError or OSError raised inside into a UsageError naming `what` (an option, a file): for

@@ -18,7 +18,7 @@ from ..data.loading import ReviewData
 from ..data.tasks import ReviewTask, SampleKey
 from ..metrics import Difference, PairedBootstrap, Scores, score
 from ..programs import DRP, Usage
-from .errors import BadFile, UsageError, WriteFailed
+from .errors import Abandoned, BadFile, UsageError, WriteFailed
 from .files import folder_lock, write_json
 from .jsonl import JsonlWriter, numbered_rows
 from .rows import PREDICTIONS, PredictionRow, latest, read_rows
@@ -138,27 +138,33 @@ def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concu
             sink.append(row.record())
             progress.update(row)
 
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            futures, kept = [], set()
+        pool, futures, kept, abandoned = ThreadPoolExecutor(max_workers=concurrency), [], set(), False
+        try:
+            for task in todo:
+                futures.append(pool.submit(contextvars.copy_context().run, predict_one, program, task))
+            for future in as_completed(futures):
+                keep(future.result())
+                kept.add(future)
+        except BaseException as error:  # Ctrl-C, SIGTERM or a failed write: start no new sample
+            running = [f for f in futures if f not in kept and not f.cancel()]
+            in_flight = sum(not f.done() for f in running)
+            if isinstance(error, WriteFailed):  # nothing more can be kept
+                print(f"\nstopping: a row could not be written; waiting for the {in_flight} samples in flight "
+                      "to end (unrecorded)", file=sys.stderr)
+                raise
+            print(f"\nstopping: finishing the {in_flight} samples in flight (Ctrl-C again abandons them)",
+                  file=sys.stderr)
             try:
-                for task in todo:
-                    futures.append(pool.submit(contextvars.copy_context().run, predict_one, program, task))
-                for future in as_completed(futures):
-                    keep(future.result())
-                    kept.add(future)
-            except BaseException as error:  # Ctrl-C, SIGTERM or a failed write: start no new sample
-                running = [f for f in futures if f not in kept and not f.cancel()]
-                in_flight = sum(not f.done() for f in running)
-                if isinstance(error, WriteFailed):  # nothing more can be kept
-                    print(f"\nstopping: a row could not be written; waiting for the {in_flight} samples in flight "
-                          "to end (unrecorded)", file=sys.stderr)
-                    raise
-                print(f"\nstopping: finishing the {in_flight} samples in flight (Ctrl-C again abandons them)",
-                      file=sys.stderr)
                 for future in as_completed(running):
                     if future.exception() is None:
                         keep(future.result())
-                raise
+            except BaseException as again:  # Ctrl-C or SIGTERM again: wait for none of them
+                abandoned = True
+                code = again.code if isinstance(again, SystemExit) and isinstance(again.code, int) else 130
+                raise Abandoned(sum(not f.done() for f in running), code) from again
+            raise
+        finally:
+            pool.shutdown(wait=not abandoned, cancel_futures=True)
     return write_metrics(out, scored_rows(out, sample_keys(tasks, unusable)))
 
 

@@ -157,6 +157,23 @@ def test_a_second_run_into_a_folder_in_use_is_refused_naming_the_first(server, c
         first.wait()
 
 
+def test_a_second_stop_abandons_the_samples_in_flight_at_once_and_the_run_resumes(server, cache, tmp_path):
+    lm, out = server("--delay", "60"), tmp_path / "run"
+    stopped = spawn(*run_args(lm, out, 2, "--concurrency", "2"))
+    wait_for(lambda: len(lm.requests()) >= 2, "both samples in flight")
+    stopped.send_signal(signal.SIGTERM)  # the first stop waits for them, up to the server's 60 s
+    time.sleep(1)
+    stopped.send_signal(signal.SIGTERM)
+    _, stderr = stopped.communicate(timeout=30)  # not the 60 s the samples in flight would take
+    assert stopped.returncode == 143
+    assert error_line(stderr) == ("drp: stopped, 2 samples in flight abandoned; what finished is kept: rerun the same "
+                                  "command to go on")
+    assert rows_in(out / PREDICTIONS) == 0
+
+    assert drp(*run_args(server(), out, 2)) == 0
+    assert rows_in(out / PREDICTIONS) == 2
+
+
 def test_a_dead_lm_server_makes_the_samples_in_flight_error_rows_that_a_rerun_finishes(server, cache, tmp_path):
     lm, out = server("--delay", "1.5"), tmp_path / "run"
     run = spawn(*run_args(lm, out, 2))
