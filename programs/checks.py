@@ -20,6 +20,16 @@ _REFUSAL = re.compile(_INTERJECTION + r"(I'?m|I am) (so |very )?sorry,? (but )?(
 _REPLY = re.compile(r"^\W*(oh( no)?\W+)?((I'?m|I am|we'?re|we are)\s+)?(so\s+|very\s+|really\s+)?"
                     r"(sorry|glad|happy|thrilled|excited)\s+(to hear|that you|you)\b|^\W*thank(s| you) for (your|sharing)",
                     re.IGNORECASE)
+# a sentence that comments on the review instead of going on with it ("This review matches the length, tone,
+# vocabulary and habits of...", "The reviewer expresses enthusiasm for the album, which aligns with the user's
+# profile summary"): the 1.5B model appended one to half its reviews without past reviews to continue; none of the
+# 1,775 reviews of the shared data has one ("This review is dedicated to my son" is no comment)
+_COMMENTARY = re.compile(
+    r"(?:^|(?<=[.!?\n]))[\s\"']*(?:overall,\s+)?(?:the|this)\s+(?:reviewer(?:'s\s+(?:tone|overall|ability|use|style"
+    r"|language|writing)|\s+(?:expresses|also|provides|uses|praises|describes|highlights|mentions))|review(?:'s)?\s+"
+    r"(?:matches|demonstrates|expresses|reflects|provides|ends|adheres|meets|includes|captures|conveys"
+    r"|highlights|also|is\s+(?:highly|clear|concise|well|written|overwhelmingly|positive|negative|entirely|consistent"
+    r"|informative|\d)))\b", re.IGNORECASE)
 COPY_SPAN_WORDS = 12
 MIN_WORDS = 3  # shorter answers count as empty
 COPY_SHARE = 0.5
@@ -28,6 +38,12 @@ MIN_COPY_WORDS = 6  # a shared phrase shorter than this is the user's habit, not
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[\w']+", text.lower())
+
+
+def commentary_start(review: str) -> int | None:
+    """Where `review` stops being the review and starts commenting on it, if it does."""
+    match = _COMMENTARY.search(review)
+    return match.start() if match else None
 
 
 def review_problem(review: str | None, sources: list[str]) -> str | None:

@@ -29,8 +29,8 @@ from ..signatures import (
 )
 
 from .calls import call_stage
-from .checks import (copy_problem, feature_list_problem, forced_problem, refusal_problem, review_problem,
-                     skipped_level_problem, too_short_problem, uncited_problem)
+from .checks import (commentary_start, copy_problem, feature_list_problem, forced_problem, refusal_problem,
+                     review_problem, skipped_level_problem, too_short_problem, uncited_problem)
 from .formatting import format_history, format_item, format_numbered_features, format_others, format_review
 from .usage import Usage
 
@@ -208,7 +208,8 @@ class Generate(Stage):
         signature, inputs = _given(self.predict.signature, inputs)
         with dspy.context(**self.framing()):
             return call_stage(
-                self.name, self.predict, usage, self.attempts, check=not_a_review, soft_check=too_short,
+                self.name, _review_only(self.name, self.predict, usage), usage, self.attempts,
+                check=not_a_review, soft_check=too_short,
                 sampling=self.sampling(budget, min_tokens, self.end_bias, self.repetition_penalty),
                 fallback=(self.sampling(budget, repetition_penalty=self.repetition_penalty)
                           if min_tokens or self.end_bias else None),
@@ -222,6 +223,21 @@ class Generate(Stage):
             return {}
         return {"adapter": DocumentAdapter(REVIEW_DOCUMENT, ("item", "rating", "review_title"),
                                            fallback=dspy.settings.adapter or dspy.JSONAdapter())}
+
+
+def _review_only(stage: str, predict: dspy.Predict, usage: Usage) -> Callable[..., dspy.Prediction]:
+    """`predict`, its review cut where the model stops writing it and starts commenting on it
+    (`commentary_start`): the review before is kept, and checked as any answer. A cut asks nothing again; it is
+    recorded with the sample's retries, so that it is seen."""
+    def review_only(**inputs: Any) -> dspy.Prediction:
+        prediction = predict(**inputs)
+        start = commentary_start(prediction.review or "")
+        if start is not None:
+            usage.retries.append({"stage": stage, "problem": "a comment on the review, cut off (not retried): "
+                                                             f"{prediction.review[start:].strip()[:300]!r}"})
+            prediction.review = prediction.review[:start].rstrip()
+        return prediction
+    return review_only
 
 
 def _given(signature: type[dspy.Signature], inputs: dict[str, Any]) -> tuple[type[dspy.Signature], dict[str, Any]]:
@@ -355,8 +371,8 @@ class Reason(Stage):
                     or too_short_problem(p.review, [review.text for _, review in history]))
 
         signature, inputs = _given(self.predict.signature, _review_inputs(item, history, rating, review_title))
-        return call_stage(self.name, self.predict, usage, self.attempts, check=skipped, soft_check=loose,
-                          sampling=self.sampling(), signature=signature, **inputs)
+        return call_stage(self.name, _review_only(self.name, self.predict, usage), usage, self.attempts,
+                          check=skipped, soft_check=loose, sampling=self.sampling(), signature=signature, **inputs)
 
 
 class CrossCheck(Stage):
@@ -380,5 +396,6 @@ class CrossCheck(Stage):
 
         signature, inputs = _given(self.predict.signature, _review_inputs(item, history, rating, review_title)
                                    | {"user_traits": user_traits, "draft": draft})
-        return call_stage(self.name, self.predict, usage, self.attempts, check=not_a_review, soft_check=too_short,
-                          sampling=self.sampling(), signature=signature, **inputs)
+        return call_stage(self.name, _review_only(self.name, self.predict, usage), usage, self.attempts,
+                          check=not_a_review, soft_check=too_short, sampling=self.sampling(), signature=signature,
+                          **inputs)

@@ -14,7 +14,8 @@ COUNTS = ("calls", "prompt_tokens", "completion_tokens")
 @dataclass
 class Usage:
     stages: dict[str, dict[str, int]] = field(default_factory=dict)
-    retries: list[dict[str, str]] = field(default_factory=list)  # every rejected answer, also when a retry worked
+    # every rejected answer, also when a retry worked, and every review cut short of a comment on it
+    retries: list[dict[str, str]] = field(default_factory=list)
 
     def add_tracked(self, stage: str, tracker: UsageTracker) -> None:
         """The calls a `dspy.track_usage()` context saw, charged to `stage`."""

@@ -10,7 +10,7 @@ from drpkit.data.tasks import build_task
 from drpkit.serving import (DocumentAdapter, InputsFirstJSONAdapter, TextAdapter, ThinkingChatAdapter,
                             ThinkingJSONAdapter, repetition_penalty, strip_thinking)
 from drpkit.programs import DRP, STAGES, DRPConfig, Extract, Generate, StageFailure, Summarize, Usage, Validate
-from drpkit.programs.checks import review_problem
+from drpkit.programs.checks import commentary_start, review_problem
 from drpkit.programs.formatting import format_item
 from drpkit.signatures import (REVIEW_DOCUMENT, DifferenceFeature, ExtractDifferences, GenerateReview, SummarizeProfile,
                                ValidateDifferences)
@@ -178,6 +178,28 @@ def test_a_shop_assistants_reply_is_no_review_but_a_customers_sorry_or_glad_is()
     for review in ("I'm sorry, but this album is a bore from start to end.", "I am glad I bought this album.",
                    "So happy with this purchase, the sound is fine."):
         assert review_problem(review, []) is None
+
+
+def test_a_comment_on_the_review_is_where_it_ends_but_a_reviewers_own_words_are_not():
+    review = "Great album, I play it every week."
+    for comment in ("This review matches the length, tone, vocabulary, and habits of the other reviews.",
+                    "The reviewer expresses enthusiasm for the album, which aligns with the profile summary.",
+                    "Overall, the review is positive and enthusiastic.", "The reviewer's tone is warm."):
+        assert commentary_start(f"{review}\n{comment}") == len(review)
+    for own in ("This review is dedicated to my son.", "This review is of the original American recording.",
+                "The author does a fine job on the early years.", "To the reviewer who hated it: listen again."):
+        assert commentary_start(f"{review} {own}") is None
+
+
+def test_generate_cuts_a_comment_on_its_review_and_records_the_cut(tiny_data):
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    usage = Usage()
+    comment = "This review matches the length, tone, vocabulary, and habits of the user."
+    with dspy.context(lm=DummyLM([{"review": f"{REVIEW}\n\n{comment}"}])):
+        review = Generate()(task.item, task.history, "s", 5.0, "ok", usage=usage, sources=[])
+    assert review == REVIEW and usage.stages["generate"]["calls"] == 1  # nothing asked again
+    assert usage.retries == [{"stage": "generate",
+                              "problem": f"a comment on the review, cut off (not retried): {comment!r}"}]
 
 
 def test_drp_program_end_to_end_keeps_intermediates(tiny_data):
