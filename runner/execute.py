@@ -196,9 +196,10 @@ def metrics_of(selected: list[PredictionRow]) -> dict[str, Any]:
 
 
 def first_answer_problems(rows: list[PredictionRow], stage: str) -> dict[str, Any]:
-    """How the first answer of a stage called once per sample went: the samples that called it, and what was
-    wrong with the first answer, by kind (numbers masked), e.g. refusals among first reviews."""
-    called = [row for row in rows if row.usage.get(stage, {}).get("calls")]
+    """How the first answer of a stage called once per sample went: the samples where it answered (from the LM or
+    from DSPy's cache: a run replayed from the cache has the same first answers), and what was wrong with the
+    first answer, by kind (numbers masked), e.g. refusals among first reviews."""
+    called = [row for row in rows if stage in row.usage]
     kinds: dict[str, int] = {}
     for row in called:
         first = next((retry["problem"] for retry in row.retries if retry["stage"] == stage), None)

@@ -262,6 +262,11 @@ def test_metrics_count_what_was_wrong_with_first_answers(tiny_data, tmp_path):
     first = metrics["first_answers"]["generate"]
     assert first == {"samples": 4, "problems": {"a refusal, not an answer": 2}}
     assert metrics["first_answers"]["summarize"]["samples"] == 4
+    # the same answers replayed from DSPy's cache cost no call, and were the same first answers
+    replayed = [row.model_copy(update={"usage": {stage: {**counts, "calls": 0}
+                                                 for stage, counts in row.usage.items()}})
+                for row in read_rows(tmp_path / PREDICTIONS).values()]
+    assert runner.metrics_of(replayed)["first_answers"]["generate"] == first
 
 
 def test_a_run_with_the_default_json_adapter_parses_json_answers(tiny_data, tmp_path):
