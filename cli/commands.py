@@ -248,7 +248,7 @@ def _setup(args: argparse.Namespace) -> tuple[ReviewData, dict, StageLMs]:
         print(f"  skipped: {problem}", file=sys.stderr)
     given = {key: value for key, value in (values(args, ProgramSettings) | values(args, DRPConfig)).items()
              if value is not None}  # an option left out that a profile sets is None
-    chosen = profile_options(args.profile, args.method) | given
+    chosen = profile_options(args.profile, args.method, given.get("popi_reviews", 0)) | given
     configure_dspy(chosen.get("adapter", "json"), args.prompt_order)
     lms = stage_lms(args)
     run_fields = {f.name for f in fields(ProgramSettings)}

@@ -121,7 +121,8 @@ class Grid:
         if clash:
             raise ValueError(f"variant {variant.name!r} contradicts method {method!r} on {sorted(clash)}")
         options = {**self.options, **variant.options}
-        options = {**RUN_OPTIONS, **profile_options(options.pop("profile", GRID_PROFILE), method), **options}
+        profile = profile_options(options.pop("profile", GRID_PROFILE), method, options.get("popi_reviews", 0))
+        options = {**RUN_OPTIONS, **profile, **options}
         run_options = {key: options.pop(key) for key in RUN_OPTIONS}
         lms = self.models[model].with_settings(temperature=temperature)
         settings = RunSettings.for_method(method, DRPConfig(**options), **run_options, lms=lms, data=data.source,

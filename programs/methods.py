@@ -22,11 +22,12 @@ class Method:
     compare: bool = True
     config: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def generate_reads_history(self) -> bool:
+    def generate_reads_history(self, popi_reviews: int = 0) -> bool:
         """Whether Generate writes from the past reviews, so that how they are shown to it can be set (RRP's
-        template writes from them instead, as a block)."""
-        return self.history and not self.config.get("rrp")
+        template writes from them instead, as a block; POPI shows its summary alone unless `popi_reviews`)."""
+        if not self.history or self.config.get("rrp"):
+            return False
+        return self.config.get("user_summary") != "popi" or popi_reviews > 0
 
     def apply(self, config: DRPConfig, num_retrieved: int, num_compared: int) -> tuple[DRPConfig, int, int]:
         """The program config and the retrieval sizes this method runs with (POPI shows its summary with at most

@@ -75,8 +75,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},
     # the best measured with the 1.5B CPU model on 40 users (README, "Measured here"): Summarize and Generate answer
     # in plain text; a method that shows past reviews continues a document of them under a repetition penalty
-    # (rag: no refusal, ROUGE-L best; as a chat turn it refused and fell significantly below non-p); non-p, which shows
-    # none, is asked in a chat turn (as a one-entry document: significantly lower BLEU and METEOR).
+    # (rag: no refusal, ROUGE-L best; as a chat turn it refused and fell significantly below non-p); non-p and POPI
+    # without reviews, which show none, are asked in a chat turn (as a one-entry document: significantly lower
+    # BLEU and METEOR, and POPI significantly lower on all four scores, its reviews a third of the references').
     "cpu": {"adapter": "text", "past_reviews": "document", "repetition_penalty": 1.15},
 }
 DEFAULT_PROFILE = "cpu"
@@ -87,11 +88,12 @@ WITH_HISTORY = (*FROM_HISTORY, "past_reviews", "repetition_penalty")
 they are shown to it)."""
 
 
-def profile_options(name: str, method: str) -> dict[str, Any]:
-    """The run options and program settings of profile `name` that apply to `method`."""
+def profile_options(name: str, method: str, popi_reviews: int = 0) -> dict[str, Any]:
+    """The run options and program settings of profile `name` that apply to `method` (and to POPI with
+    `popi_reviews` past reviews beside its summary)."""
     if name not in PROFILES:
         raise ValueError(f"profile: expected one of {sorted(PROFILES)}, got {name!r}")
-    history = METHODS[method].generate_reads_history
+    history = METHODS[method].generate_reads_history(popi_reviews)
     return {key: value for key, value in PROFILES[name].items() if history or key not in WITH_HISTORY}
 
 

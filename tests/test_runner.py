@@ -319,16 +319,18 @@ def test_a_profile_leaves_what_needs_past_reviews_out_of_methods_without_them(mo
 
 @pytest.mark.parametrize("profile", ["cpu", "paper"])
 def test_every_method_takes_every_profile(profile, monkeypatch):
-    """A profile sets only what a method can take (RRP refuses a document framing: its template reads a block)."""
+    """A profile sets only what a method can take (RRP refuses a document framing: its template reads a block) and
+    frames past reviews only for a method that shows some (not non-p, nor POPI's summary alone)."""
     from drpkit.cli import commands as cli
     from drpkit.programs import METHODS
 
     monkeypatch.setattr("drpkit.serving.configure_dspy", lambda *args, **kwargs: None)
-    for method in METHODS:
-        _, shared, _ = cli._setup(cli._parser().parse_args(["run", "--method", method, "--profile", profile]))
+    for method, options in [(method, []) for method in METHODS] + [("popi", ["--popi-reviews", "2"])]:
+        args = ["run", "--method", method, "--profile", profile, *options]
+        _, shared, _ = cli._setup(cli._parser().parse_args(args))
         program = RunSettings.for_method(**shared, data="sample").program
-        framed = profile == "cpu" and method not in ("non-p", "rrp")
-        assert (program.past_reviews == "document") == framed, method
+        framed = profile == "cpu" and (method not in ("non-p", "rrp", "popi") or bool(options))
+        assert (program.past_reviews == "document") == framed, args
 
 
 def method_run(method, data, out, limit=None, concurrency=4, **program):
