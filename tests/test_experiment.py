@@ -206,13 +206,18 @@ def test_rows_are_compared_with_the_baseline_by_paired_bootstrap(grid_file, tmp_
     assert "Against `non-p`" in table and "| drp/no-validate | non-p | 4 |" in table and "differences: `paired-bootstrap" in table
 
 
-def test_a_methods_baseline_is_that_method_in_the_rows_own_variant(grid_file, tmp_path):
+def compared_with(grid_file, out, baseline: str) -> tuple[str, list[dict]]:
+    """The table and comparisons of the test grid at one temperature, with a variant `longer` of non-p and drp,
+    against `baseline` (the grid's line)."""
     grid = GRID.replace("temperatures = [[0, 0.5]]", "temperatures = [0]").replace(
         "[variants]", '[variants]\nlonger = { methods = ["non-p", "drp"], attempts = 5 }')
-    grid_file.write_text('baseline = "non-p"\n' + grid)
-    out = tmp_path / "out"
+    grid_file.write_text(f"baseline = {baseline}\n" + grid)
     table = run_grid(load_grid(grid_file), out, build_lms=CountingLMs())
-    rows = list(csv.DictReader(io.StringIO((out / "comparisons.csv").read_text())))
+    return table, list(csv.DictReader(io.StringIO((out / "comparisons.csv").read_text())))
+
+
+def test_a_methods_baseline_is_that_method_in_the_rows_own_variant(grid_file, tmp_path):
+    table, rows = compared_with(grid_file, tmp_path / "out", '"non-p"')
     # drp/longer against non-p/longer (the baseline of its variant); drp/no-validate, a variant without non-p,
     # against non-p as published
     assert {(r["row"], r["baseline"]) for r in rows} == {
@@ -222,12 +227,7 @@ def test_a_methods_baseline_is_that_method_in_the_rows_own_variant(grid_file, tm
 
 
 def test_a_pair_of_rows_is_compared_once_under_the_first_baseline_that_names_it(grid_file, tmp_path):
-    grid = GRID.replace("temperatures = [[0, 0.5]]", "temperatures = [0]").replace(
-        "[variants]", '[variants]\nlonger = { methods = ["non-p", "drp"], attempts = 5 }')
-    grid_file.write_text('baseline = ["non-p", "non-p/longer"]\n' + grid)
-    out = tmp_path / "out"
-    table = run_grid(load_grid(grid_file), out, build_lms=CountingLMs())
-    rows = list(csv.DictReader(io.StringIO((out / "comparisons.csv").read_text())))
+    table, rows = compared_with(grid_file, tmp_path / "out", '["non-p", "non-p/longer"]')
     pairs = [(r["row"], r["baseline"]) for r in rows if r["score"] == "bleu"]
     # drp/longer meets non-p/longer under "non-p" (its variant's) and is not compared again under "non-p/longer"
     assert sorted(pairs) == sorted([
