@@ -22,20 +22,22 @@ class Method:
     compare: bool = True
     config: dict[str, Any] = field(default_factory=dict)
 
+    def shown(self, num_retrieved: int, popi_reviews: int) -> int:
+        """How many of `num_retrieved` past reviews the method shows (POPI: at most `popi_reviews`, beside its
+        summary)."""
+        if not self.history:
+            return 0
+        return min(num_retrieved, popi_reviews) if self.config.get("user_summary") == "popi" else num_retrieved
+
     def generate_reads_history(self, popi_reviews: int = 0) -> bool:
-        """Whether Generate writes from the past reviews, so that how they are shown to it can be set (RRP's
-        template writes from them instead, as a block; POPI shows its summary alone unless `popi_reviews`)."""
-        if not self.history or self.config.get("rrp"):
-            return False
-        return self.config.get("user_summary") != "popi" or popi_reviews > 0
+        """Whether Generate writes from past reviews, if any are retrieved, so that how they are shown to it can be
+        set (RRP's template writes from them instead, as a block)."""
+        return not self.config.get("rrp") and self.shown(1, popi_reviews) > 0
 
     def apply(self, config: DRPConfig, num_retrieved: int, num_compared: int) -> tuple[DRPConfig, int, int]:
-        """The program config and the retrieval sizes this method runs with (POPI shows its summary with at most
-        `popi_reviews` past reviews)."""
+        """The program config and the retrieval sizes this method runs with."""
         config = replace(config, **self.config)
-        num_retrieved = num_retrieved if self.history else 0
-        if config.user_summary == "popi":
-            num_retrieved = min(num_retrieved, config.popi_reviews)
+        num_retrieved = self.shown(num_retrieved, config.popi_reviews)
         for hint in FROM_HISTORY:
             if getattr(config, hint) and num_retrieved == 0:
                 raise ValueError(f"{self.name} shows no past reviews (num_retrieved 0), so it has no length or "
