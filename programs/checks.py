@@ -125,6 +125,7 @@ def copy_problem(text: str, sources: list[str]) -> str | None:
 
 
 _CITATION = re.compile(r"\breviews?\s*#?\s*\d", re.IGNORECASE)
+_CITED_ONLY = {"review", "reviews", "and"}
 
 
 def skipped_level_problem(levels: list[tuple[str, str | None]]) -> str | None:
@@ -140,5 +141,10 @@ def skipped_level_problem(levels: list[tuple[str, str | None]]) -> str | None:
 
 
 def uncited_problem(traits: str) -> str | None:
-    """Traits that name no past review are not drawn from them (RRP's "retrieved history ignored")."""
-    return None if _CITATION.search(traits) else "the traits cite no past review"
+    """Traits that name no past review are not drawn from them (RRP's "retrieved history ignored"); traits that
+    only name them ("Review 4, Review 3, Review 2, Review 1": the 1.5B model's answer to this retry in 7 of 21
+    samples) say nothing of the user."""
+    if not _CITATION.search(traits):
+        return "the traits cite no past review"
+    said = [w for w in _words(traits) if not w.isdigit() and w not in _CITED_ONLY]
+    return None if len(said) >= MIN_WORDS else "the traits only list past reviews"

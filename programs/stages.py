@@ -348,8 +348,8 @@ def _review_inputs(item: Item, history: Sequence[tuple[Item, Review]], rating: f
 class Reason(Stage):
     """RRP's generation: the review through a hierarchical thought template as typed fields (the user's traits
     drawn from the retrieved reviews, a plan for this item, the review). The intervention: an answer that leaves
-    a level out, or whose plan already is the review, is retried; traits that cite no retrieved review are
-    retried too, but kept if no attempt does better."""
+    a level out, or whose plan already is the review, is retried; traits that cite no retrieved review, or only
+    list them, are retried too, but kept if no attempt does better."""
 
     name = "reason"
     # the LM's max_tokens caps it (1024 by default): a `<think>` model's thinking counts, give its LM more

@@ -778,13 +778,18 @@ def test_rrp_retries_an_answer_whose_reasoning_skips_a_level(tiny_data, answer, 
     assert prediction.retries[0]["stage"] == "reason" and prediction.retries[0]["problem"].startswith(problem)
 
 
-def test_rrp_retries_traits_that_cite_no_retrieved_review_but_keeps_them_if_nothing_better_comes(tiny_data):
-    uncited = LEVELS | {"user_traits": "Terse and lower case."}
+@pytest.mark.parametrize("traits, problem", [
+    ("Terse and lower case.", "the traits cite no past review"),
+    ("Review 4, Review 3, Review 2 and 1", "the traits only list past reviews"),
+])
+def test_rrp_retries_traits_not_drawn_from_the_retrieved_reviews_but_keeps_them_if_nothing_better_comes(
+        tiny_data, traits, problem):
+    uncited = LEVELS | {"user_traits": traits}
     program, lms, num_retrieved, num_compared = method_program("rrp", lms=stage_lms(reason=[uncited] * 4))
     task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved, num_compared, m=4)
     prediction = program(task=task)
     assert prediction.review == REVIEW and prediction.usage["reason"]["calls"] == 4
-    assert all("cite no past review" in r["problem"] for r in prediction.retries)
+    assert all(r["problem"].startswith(problem) for r in prediction.retries)
 
 
 def test_rrp_keeps_the_draft_when_the_cross_check_gives_no_usable_answer(tiny_data):
