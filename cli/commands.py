@@ -120,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     experiment.add_argument("--only", nargs="+", metavar="ROW", default=None,
                             help="run only these rows of the table (`method` or `method/variant`); the others enter "
                                  "the table with what --out already holds")
+    experiment.add_argument("--archive", default=None, metavar="DIR",
+                            help="keep every row also in DIR/<cell>/ without its reference (small enough to commit); "
+                                 "rows DIR holds and --out lacks are restored from it and the data")
 
     analyze = sub.add_parser("analyze", help="RQ2: an LLM judges the validated difference features of runs; "
                              "writes analysis.json (UVQ, categories per extractor) and two PNG figures")
@@ -323,7 +326,9 @@ def cmd_experiment(args: argparse.Namespace) -> None:
         raise UsageError(f"--only {sorted(set(args.only) - rows)}: no such row in {args.grid} "
                          f"(rows: {', '.join(sorted(rows))})")
     compute = () if args.report_only else args.only
-    print(run_grid(grid, out, check_servers=check_models, concurrency=args.concurrency, compute=compute))
+    archive = Path(args.archive) if args.archive else None
+    print(run_grid(grid, out, check_servers=check_models, concurrency=args.concurrency, compute=compute,
+                   archive=archive))
     print(f"results: {out / 'results.md'}, {out / 'results.csv'}", file=sys.stderr)
     metrics = [out / cell.id / METRICS for cell in grid.cells()]
     errors = {path.parent.name: n for path in metrics

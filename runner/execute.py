@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import re
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from ..data.loading import ReviewData
 from ..data.tasks import ReviewTask, SampleKey
 from ..metrics import Difference, PairedBootstrap, Scores, score
 from ..programs import DRP, Usage
+from .archive import archived, sync_record, sync_rows
 from .errors import Abandoned, BadFile, UsageError, WriteFailed
 from .files import folder_lock, write_json
 from .jsonl import JsonlWriter, numbered_rows
@@ -113,29 +116,56 @@ def unfinished(tasks: list[ReviewTask], rows: dict[SampleKey, PredictionRow]) ->
 
 
 def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path,
-        concurrency: int = CONCURRENCY) -> dict[str, Any]:
+        concurrency: int = CONCURRENCY, archive: Path | None = None) -> dict[str, Any]:
     """Predict every unfinished sample of the split into `out`, then score them all; returns the metrics. The
     program asks its LMs with the settings' adapter, in every worker thread (each runs in a copy of this
     context). The run records the program's prompts as its adapter writes them (`DRP.fingerprint`): a folder made
-    with others is refused. The folder is locked while the run writes into it: a second run into it is refused."""
+    with others is refused. The folder is locked while the run writes into it: a second run into it is refused.
+    With an `archive` folder, `out` is first synced with it (`runner.archive`) and each new row goes to both."""
     with dspy.context(adapter=settings.make_adapter()), folder_lock(out):
-        return _run(program, data, settings.of(program), out, concurrency)
+        return _run(program, data, settings.of(program), out, concurrency, archive)
 
 
-def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concurrency: int) -> dict[str, Any]:
-    check_settings(out / RUN_RECORD, settings)
+def references(tasks: list[ReviewTask], unusable: list[PredictionRow]) -> dict[SampleKey, str]:
+    """Each sample's reference, as the data holds it: what an archive leaves out."""
+    return {task.key: task.reference for task in tasks} | {row.key: row.reference for row in unusable}
+
+
+def sync_archive(out: Path, archive: Path, refs: Mapping[SampleKey, str], name: str = PREDICTIONS) -> None:
+    """Make the run folder `out` and its archive hold the same rows and run record (`runner.archive`); `refs`:
+    the samples' references (`references`)."""
+    sync_record(out / RUN_RECORD, archive / RUN_RECORD)
+    sync_rows(out / name, archive / name, refs)
+
+
+def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concurrency: int,
+         archive: Path | None) -> dict[str, Any]:
     tasks, unusable = build_tasks(data, settings)
+    if archive is not None:  # before the settings are checked: restored rows come with their run record
+        sync_archive(out, archive, references(tasks, unusable))
+    check_settings(out / RUN_RECORD, settings)
+    if archive is not None:
+        sync_record(out / RUN_RECORD, archive / RUN_RECORD)
     written = read_rows(out / PREDICTIONS)
     todo = unfinished(tasks, written)
     # the per-user summaries of finished samples serve the user's other samples: not made again
     program.users.restore(profile for row in written.values() if row.finished for profile in row.user_profiles)
-    with Progress(total=len(tasks), initial=len(tasks) - len(todo)) as progress, JsonlWriter(out / PREDICTIONS) as sink:
+    with contextlib.ExitStack() as stack:
+        progress = stack.enter_context(Progress(total=len(tasks), initial=len(tasks) - len(todo)))
+        sink = stack.enter_context(JsonlWriter(out / PREDICTIONS))
+        kept_in = stack.enter_context(JsonlWriter(archive / PREDICTIONS)) if archive is not None else None
+
+        def write(row: PredictionRow) -> None:
+            sink.append(row.record())
+            if kept_in is not None:
+                kept_in.append(archived(row))
+
         for row in unusable:
             if latest(written, row.key) is None:
-                sink.append(row.record())
+                write(row)
 
         def keep(row: PredictionRow) -> None:
-            sink.append(row.record())
+            write(row)
             progress.update(row)
 
         pool, futures, kept, abandoned = ThreadPoolExecutor(max_workers=concurrency), [], set(), False

@@ -355,3 +355,21 @@ def test_the_table_shows_the_generators_prompt_tokens_beside_the_others(tmp_path
 def test_the_shipped_grids_are_valid(path):
     grid = load_grid(path)
     assert grid.cells() and set(grid.methods) <= {cell.method for cell in grid.cells()}
+
+
+def test_a_grids_archive_alone_gives_its_table_back(grid_file, tmp_path):
+    grid = GRID.replace("temperatures = [[0, 0.5]]", "temperatures = [0]")
+    grid_file.write_text('baseline = ["plain"]\n' + grid + '\n[external.plain]\npredictions = "plain/predictions.jsonl"\n')
+    out, archive = tmp_path / "out", tmp_path / "archive"
+    run_grid(load_grid(grid_file), out, build_lms=CountingLMs(), compute=["non-p", "drp"], archive=archive)
+    (out / "plain").mkdir()  # a row made outside the program enters the archive with the table
+    (out / "plain" / PREDICTIONS).write_text((out / "non-p-base-small-t0-sample" / PREDICTIONS).read_text())
+    table = run_grid(load_grid(grid_file), out, build_lms=CountingLMs(), compute=(), archive=archive)
+    assert sorted(p.name for p in archive.iterdir()) == ["comparisons.csv", "drp-base-small-t0-sample",
+                                                          "non-p-base-small-t0-sample", "plain", "results.csv",
+                                                          "results.md"]
+    assert (archive / "results.md").read_text() == table
+    assert "reference" not in (archive / "plain" / PREDICTIONS).read_text()
+    restored = run_grid(load_grid(grid_file), tmp_path / "elsewhere", build_lms=CountingLMs(), compute=(),
+                        archive=archive)
+    assert restored == table and "Against `plain`" in restored

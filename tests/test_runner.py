@@ -389,3 +389,32 @@ def test_rows_keep_rrps_levels(tiny_data, tmp_path):
     assert set(row.usage) == {"reason", "crosscheck"} and row.prediction == REVIEW
     assert set(json.loads((tmp_path / "run.json").read_text())["lms"]) == {
         "extract", "validate", "summarize", "generate", "reason", "crosscheck"}  # the LMs of its program's stages
+
+
+def test_a_run_with_an_archive_keeps_its_rows_there_without_references_and_is_restored_from_it(tiny_data, tmp_path):
+    archive = tmp_path / "archive"
+    program, _ = make_program()
+    metrics = run(program, tiny_data, settings(limit=4), tmp_path / "out", concurrency=2, archive=archive)
+    kept = [json.loads(line) for line in (archive / PREDICTIONS).read_text().splitlines()]
+    assert len(kept) == 4 and all("reference" not in row and row["prediction"] for row in kept)
+    assert (archive / "run.json").read_text() == (tmp_path / "out" / "run.json").read_text()
+    # on another machine: a new folder, restored from the archive and the data, computes only the new samples
+    program2, lms2 = make_program()
+    again = run(program2, tiny_data, settings(limit=6), tmp_path / "elsewhere", concurrency=2, archive=archive)
+    assert len(lms2["generate"].history) == 2
+    restored = read_rows(tmp_path / "elsewhere" / PREDICTIONS)
+    first = read_rows(tmp_path / "out" / PREDICTIONS)
+    assert all(restored[key] == row for key, row in first.items())  # references and all
+    assert again["samples"] == 6 and again["bleu"] != metrics["bleu"]
+    assert len((archive / PREDICTIONS).read_text().splitlines()) == 6
+
+
+def test_an_archive_made_with_other_settings_is_refused(tiny_data, tmp_path):
+    from drpkit.runner import SettingsRefused
+
+    archive = tmp_path / "archive"
+    program, _ = make_program()
+    run(program, tiny_data, settings(limit=2), tmp_path / "out", concurrency=2, archive=archive)
+    other = replace(settings(limit=2), num_retrieved=1)
+    with pytest.raises(SettingsRefused, match="num_retrieved"):
+        run(make_program()[0], tiny_data, other, tmp_path / "elsewhere", concurrency=2, archive=archive)
