@@ -123,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     experiment.add_argument("--archive", default=None, metavar="DIR",
                             help="keep every row also in DIR/<cell>/ without its reference (small enough to commit); "
                                  "rows DIR holds and --out lacks are restored from it and the data")
+    experiment.add_argument("--retry-failed", action="store_true",
+                            help="compute the failed samples of the rows run again too (after a change to the checks "
+                                 "of answers: the cached answers are checked anew)")
 
     analyze = sub.add_parser("analyze", help="RQ2: an LLM judges the validated difference features of runs; "
                              "writes analysis.json (UVQ, categories per extractor) and two PNG figures")
@@ -328,7 +331,7 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     compute = () if args.report_only else args.only
     archive = Path(args.archive) if args.archive else None
     print(run_grid(grid, out, check_servers=check_models, concurrency=args.concurrency, compute=compute,
-                   archive=archive))
+                   archive=archive, retry_failed=args.retry_failed))
     print(f"results: {out / 'results.md'}, {out / 'results.csv'}", file=sys.stderr)
     metrics = [out / cell.id / METRICS for cell in grid.cells()]
     errors = {path.parent.name: n for path in metrics

@@ -25,7 +25,7 @@ LMFactory = Callable[[StageLMs], Mapping[str, dspy.LM]]
 
 def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build(STAGES),
              check_servers: Callable[[StageLMs], None] = lambda lms: None, concurrency: int = CONCURRENCY,
-             compute: Collection[str] | None = None, archive: Path | None = None) -> str:
+             compute: Collection[str] | None = None, archive: Path | None = None, retry_failed: bool = False) -> str:
     """Run every cell into `out/<cell-id>/` (finished samples are reused, not recomputed), then write
     `results.md`, `results.csv` and (with baselines) `comparisons.csv` to `out`; returns the Markdown.
     `check_servers` is called before a cell that has samples left to compute. `compute` names the rows to run
@@ -33,13 +33,14 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build
     samples already in `out`; cells without any are listed as missing. `out` is locked meanwhile: a second grid
     into it is refused. With an `archive` folder, each cell's folder (and each external row's) is synced with its
     namesake there, and every new row goes to both (`runner.archive`): the archive alone, with the data, gives
-    the tables back; they are written there too."""
+    the tables back; they are written there too. `retry_failed`: the computed rows' failed samples are computed
+    again (`runner.unfinished`)."""
     with folder_lock(out):
-        return _run_grid(grid, out, build_lms, check_servers, concurrency, compute, archive)
+        return _run_grid(grid, out, build_lms, check_servers, concurrency, compute, archive, retry_failed)
 
 
 def _run_grid(grid: Grid, out: Path, build_lms: LMFactory, check_servers: Callable[[StageLMs], None],
-              concurrency: int, compute: Collection[str] | None, archive: Path | None) -> str:
+              concurrency: int, compute: Collection[str] | None, archive: Path | None, retry_failed: bool) -> str:
     embedder = Embedder(grid.embedder)  # one model, loaded once if any cell selects with K-means
     loaded: dict[tuple[str, str | None], ReviewData] = {}
     metrics: dict[str, dict[str, Any]] = {}
@@ -64,12 +65,12 @@ def _run_grid(grid: Grid, out: Path, build_lms: LMFactory, check_servers: Callab
                 predictions[cell.id] = scored_rows(folder, keys[cell.data.name])
                 metrics[cell.id] = write_metrics(folder, predictions[cell.id])
             continue
-        if unfinished(tasks, read_rows(folder / PREDICTIONS)):
+        if unfinished(tasks, read_rows(folder / PREDICTIONS), retry_failed):
             check_servers(cell.lms)
         program = DRP(cell.settings.program, embedder=embedder)
         program.set_stage_lms(build_lms(cell.lms))
         metrics[cell.id] = run(program, data, cell.settings, folder, concurrency=concurrency,
-                               archive=archive / cell.id if archive is not None else None)
+                               archive=archive / cell.id if archive is not None else None, retry_failed=retry_failed)
         predictions[cell.id] = scored_rows(folder, keys[cell.data.name])
     for external in grid.externals:  # rows made outside the program, scored on the same samples
         path = out / external.predictions

@@ -151,11 +151,12 @@ class Summarize(Stage):
         self.predict = dspy.Predict(SummarizeProfile)
 
     def forward(self, past_reviews: str, differences: str, usage: Usage) -> str:
-        a_summary = _a_summary("summary", [past_reviews, self.predict.signature.instructions])
+        a_summary = _a_summary("summary")
+        copied = _copied("summary", [past_reviews, self.predict.signature.instructions])
 
         def not_a_summary(prediction: dspy.Prediction) -> str | None:
             # Restating the differences is what a summary does; re-listing them is not.
-            return a_summary(prediction) or feature_list_problem(prediction.summary)
+            return a_summary(prediction) or copied(prediction) or feature_list_problem(prediction.summary)
 
         return call_stage(self.name, self.predict, usage, self.attempts, check=not_a_summary,
                           sampling=self.sampling(), past_reviews=past_reviews, differences=differences).summary.strip()
@@ -249,16 +250,20 @@ def _given(signature: type[dspy.Signature], inputs: dict[str, Any]) -> tuple[typ
     return signature, inputs
 
 
-def _a_summary(field: str, sources: list[str]) -> Check:
-    """The check of a stage that answers with a summary text: retried when empty, a refusal or a copy of the
-    prompt (its reviews, its instruction)."""
+def _a_summary(field: str) -> Check:
+    """The check of a stage that answers with a summary text: retried when empty or a refusal."""
     def problem(prediction: dspy.Prediction) -> str | None:
         text = getattr(prediction, field) or ""
-        if not text.strip():
-            return f"empty {field.replace('_', ' ')}"
-        return refusal_problem(text) or copy_problem(text, sources)
+        return f"empty {field.replace('_', ' ')}" if not text.strip() else refusal_problem(text)
 
     return problem
+
+
+def _copied(field: str, sources: list[str]) -> Check:
+    """Retried when the summary is mostly a copy of the prompt (its reviews, its instruction). The summaries made
+    once per user take it as a soft problem (`call_stage`): a copied review still tells Generate about the user,
+    where a failed summary fails every target of the user (3 of 40 users lost LLM-TRSR's summary so)."""
+    return lambda prediction: copy_problem(getattr(prediction, field) or "", sources)
 
 
 class Infer(Stage):
@@ -273,9 +278,9 @@ class Infer(Stage):
         self.predict = dspy.Predict(InferPreferences)
 
     def forward(self, past_reviews: str, usage: Usage) -> str:
-        check = _a_summary("preferences", [past_reviews, self.predict.signature.instructions])
-        return call_stage(self.name, self.predict, usage, self.attempts, check=check, sampling=self.sampling(),
-                          past_reviews=past_reviews).preferences.strip()
+        copied = _copied("preferences", [past_reviews, self.predict.signature.instructions])
+        return call_stage(self.name, self.predict, usage, self.attempts, check=_a_summary("preferences"),
+                          soft_check=copied, sampling=self.sampling(), past_reviews=past_reviews).preferences.strip()
 
 
 class Recap(Stage):
@@ -289,9 +294,10 @@ class Recap(Stage):
         self.predict = dspy.Predict(RecapHistory)
 
     def forward(self, summary_so_far: str, next_reviews: str, usage: Usage) -> str:
-        check = _a_summary("summary", [next_reviews, self.predict.signature.instructions])
-        return call_stage(self.name, self.predict, usage, self.attempts, check=check, sampling=self.sampling(),
-                          summary_so_far=summary_so_far, next_reviews=next_reviews).summary.strip()
+        copied = _copied("summary", [next_reviews, self.predict.signature.instructions])
+        return call_stage(self.name, self.predict, usage, self.attempts, check=_a_summary("summary"),
+                          soft_check=copied, sampling=self.sampling(), summary_so_far=summary_so_far,
+                          next_reviews=next_reviews).summary.strip()
 
 
 def _lines(field: str) -> Check:

@@ -108,22 +108,29 @@ def predict_one(program: DRP, task: ReviewTask) -> PredictionRow:
     )
 
 
-def unfinished(tasks: list[ReviewTask], rows: dict[SampleKey, PredictionRow]) -> list[ReviewTask]:
+def unfinished(tasks: list[ReviewTask], rows: dict[SampleKey, PredictionRow],
+               retry_failed: bool = False) -> list[ReviewTask]:
     """The tasks without a result among a folder's `rows`, what a run into it computes: those never run and
     those that ended in an error (status "error": a dead server, say). A sample "failed" when the model gave no
-    usable answer after every attempt: that is the method's result, and rerunning it would replay it."""
-    return [task for task in tasks if not ((row := latest(rows, task.key)) and row.finished)]
+    usable answer after every attempt: that is the method's result, and rerunning it would replay it, unless the
+    checks of its answers have changed since (`retry_failed`: its answers come back from the cache, checked
+    anew)."""
+    def done(row: PredictionRow | None) -> bool:
+        return row is not None and row.finished and not (retry_failed and row.status == "failed")
+
+    return [task for task in tasks if not done(latest(rows, task.key))]
 
 
 def run(program: DRP, data: ReviewData, settings: RunSettings, out: Path,
-        concurrency: int = CONCURRENCY, archive: Path | None = None) -> dict[str, Any]:
+        concurrency: int = CONCURRENCY, archive: Path | None = None, retry_failed: bool = False) -> dict[str, Any]:
     """Predict every unfinished sample of the split into `out`, then score them all; returns the metrics. The
     program asks its LMs with the settings' adapter, in every worker thread (each runs in a copy of this
     context). The run records the program's prompts as its adapter writes them (`DRP.fingerprint`): a folder made
     with others is refused. The folder is locked while the run writes into it: a second run into it is refused.
-    With an `archive` folder, `out` is first synced with it (`runner.archive`) and each new row goes to both."""
+    With an `archive` folder, `out` is first synced with it (`runner.archive`) and each new row goes to both.
+    `retry_failed`: failed samples are computed again too (`unfinished`)."""
     with dspy.context(adapter=settings.make_adapter()), folder_lock(out):
-        return _run(program, data, settings.of(program), out, concurrency, archive)
+        return _run(program, data, settings.of(program), out, concurrency, archive, retry_failed)
 
 
 def references(tasks: list[ReviewTask], unusable: list[PredictionRow]) -> dict[SampleKey, str]:
@@ -139,7 +146,7 @@ def sync_archive(out: Path, archive: Path, refs: Mapping[SampleKey, str], name: 
 
 
 def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concurrency: int,
-         archive: Path | None) -> dict[str, Any]:
+         archive: Path | None, retry_failed: bool) -> dict[str, Any]:
     tasks, unusable = build_tasks(data, settings)
     if archive is not None:  # before the settings are checked: restored rows come with their run record
         sync_archive(out, archive, references(tasks, unusable))
@@ -147,9 +154,11 @@ def _run(program: DRP, data: ReviewData, settings: RunSettings, out: Path, concu
     if archive is not None:
         sync_record(out / RUN_RECORD, archive / RUN_RECORD)
     written = read_rows(out / PREDICTIONS)
-    todo = unfinished(tasks, written)
-    # the per-user summaries of finished samples serve the user's other samples: not made again
-    program.users.restore(profile for row in written.values() if row.finished for profile in row.user_profiles)
+    todo = unfinished(tasks, written, retry_failed)
+    # the per-user summaries of the samples not computed again serve the user's other samples: not made again
+    again = {task.key for task in todo}
+    program.users.restore(profile for row in written.values() if row.finished and row.key not in again
+                          for profile in row.user_profiles)
     with contextlib.ExitStack() as stack:
         progress = stack.enter_context(Progress(total=len(tasks), initial=len(tasks) - len(todo)))
         sink = stack.enter_context(JsonlWriter(out / PREDICTIONS))

@@ -828,3 +828,21 @@ def test_rrp_takes_no_hints_its_template_has_no_place_for():
         DRPConfig(rrp=True, length_hint=True)
     with pytest.raises(ValueError, match="summarize=False"):
         DRPConfig(user_summary="popi")
+
+
+@pytest.mark.parametrize("better", [True, False])
+def test_a_per_user_summary_that_copies_a_review_is_retried_but_kept_if_nothing_better_comes(better):
+    """Seen with the 1.5B model: LLM-TRSR's recap answered with one of the chunk's reviews, word for word, four
+    times; failing it lost the user's every target."""
+    from drpkit.programs.stages import Recap
+
+    review = ("The horns on the second side are the best thing this band ever put on tape, and the live drums "
+              "carry every song to the end.")
+    chunk = f'Review 1 (of Live!), rating 5/5, titled "Horns":\n{review}'
+    answers = [{"summary": review}] * 2 + [{"summary": "Loves live horn sections and praises drummers."}] * 2
+    usage = Usage()
+    with dspy.context(lm=DummyLM(answers if better else [{"summary": review}] * 4)):
+        summary = Recap(attempts=4)("(none yet)", chunk, usage=usage)
+    assert summary == ("Loves live horn sections and praises drummers." if better else review)
+    assert "copied verbatim from the prompt" in usage.retries[0]["problem"]
+    assert usage.stages["recap"]["calls"] == (3 if better else 4)

@@ -418,3 +418,27 @@ def test_an_archive_made_with_other_settings_is_refused(tiny_data, tmp_path):
     other = replace(settings(limit=2), num_retrieved=1)
     with pytest.raises(SettingsRefused, match="num_retrieved"):
         run(make_program()[0], tiny_data, other, tmp_path / "elsewhere", concurrency=2, archive=archive)
+
+
+def test_retry_failed_computes_the_failed_samples_again(tiny_data, tmp_path):
+    echo = {"review": "Review 1 (of Album 0), rating 4/5, titled \"On album 0\":"}
+    program, _ = make_program(generate=[echo] * 200)
+    run(program, tiny_data, settings(limit=2), tmp_path, concurrency=1)
+    program2, lms2 = make_program()
+    metrics = run(program2, tiny_data, settings(limit=2), tmp_path, concurrency=1, retry_failed=True)
+    assert metrics["failed"] == 0 and len(lms2["generate"].history) == 2
+    assert all(row.status == "ok" for row in read_rows(tmp_path / PREDICTIONS).values())
+
+
+def test_retry_failed_makes_a_failed_per_user_summary_again(tiny_data, tmp_path):
+    def popi(**lms):
+        program = DRP(DRPConfig(selection="random", user_summary="popi", summarize=False))
+        built = stage_lms(**lms, n=200)
+        program.set_stage_lms(built)
+        return program, built
+
+    program, _ = popi(infer=[{"preferences": ""}] * 200)
+    assert run(program, tiny_data, settings(limit=2), tmp_path, concurrency=1)["failed"] == 2
+    program2, lms2 = popi()
+    metrics = run(program2, tiny_data, settings(limit=2), tmp_path, concurrency=1, retry_failed=True)
+    assert metrics["failed"] == 0 and len(lms2["infer"].history) == 2
