@@ -25,11 +25,12 @@ _REPLY = re.compile(r"^\W*(oh( no)?\W+)?((I'?m|I am|we'?re|we are)\s+)?(so\s+|ve
 # profile summary"): the 1.5B model appended one to half its reviews without past reviews to continue; none of the
 # 1,775 reviews of the shared data has one ("This review is dedicated to my son" is no comment)
 _COMMENTARY = re.compile(
-    r"(?:^|(?<=[.!?\n]))[\s\"']*(?:overall,\s+)?(?:the|this)\s+(?:reviewer(?:'s\s+(?:tone|overall|ability|use|style"
+    r"(?:^|(?<=[.!?\n]))[\s\"']*(?:(?:note|n\.?b\.?|p\.?s\.?)\s*:\s*(?:the|this)\s+review\b|"  # a note on the review
+    r"(?:overall,\s+)?(?:the|this)\s+(?:reviewer(?:'s\s+(?:tone|overall|ability|use|style"
     r"|language|writing)|\s+(?:expresses|also|provides|uses|praises|describes|highlights|mentions))|review(?:'s)?\s+"
     r"(?:matches|demonstrates|expresses|reflects|provides|ends|adheres|meets|includes|captures|conveys"
     r"|highlights|also|is\s+(?:highly|clear|concise|well|written|overwhelmingly|positive|negative|entirely|consistent"
-    r"|informative|\d)))\b", re.IGNORECASE)
+    r"|informative|\d))))\b", re.IGNORECASE)
 COPY_SPAN_WORDS = 12
 MIN_WORDS = 3  # shorter answers count as empty
 COPY_SHARE = 0.5

@@ -184,10 +184,14 @@ def test_a_comment_on_the_review_is_where_it_ends_but_a_reviewers_own_words_are_
     review = "Great album, I play it every week."
     for comment in ("This review matches the length, tone, vocabulary, and habits of the other reviews.",
                     "The reviewer expresses enthusiasm for the album, which aligns with the profile summary.",
-                    "Overall, the review is positive and enthusiastic.", "The reviewer's tone is warm."):
+                    "Overall, the review is positive and enthusiastic.", "The reviewer's tone is warm.",
+                    # seen under a length floor, which keeps the model writing past its review
+                    "Note: This review matches the style, tone, vocabulary, and habits of the previous reviews.",
+                    "Note: This review is based on the information provided in the question."):
         assert commentary_start(f"{review}\n{comment}") == len(review)
     for own in ("This review is dedicated to my son.", "This review is of the original American recording.",
-                "The author does a fine job on the early years.", "To the reviewer who hated it: listen again."):
+                "The author does a fine job on the early years.", "To the reviewer who hated it: listen again.",
+                "Note: this is the remastered edition, not the original."):
         assert commentary_start(f"{review} {own}") is None
 
 
