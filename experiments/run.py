@@ -3,6 +3,7 @@ table over them all."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,11 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build
     `check_servers` is called before a cell that has samples left to compute. `compute` names the rows to run
     (`row_name`s; None: all): the other cells, and with `compute=()` all, run nothing and enter the table with the
     samples already in `out`; cells without any are listed as missing. `out` is locked meanwhile: a second grid
-    into it is refused. With an `archive` folder, each cell's folder (and each external row's) is synced with its
-    namesake there, and every new row goes to both (`runner.archive`): the archive alone, with the data, gives
-    the tables back; they are written there too. `retry_failed`: the computed rows' failed samples are computed
+    into it is refused, as is a second grid into the `archive`. With an `archive` folder, each cell's folder (and
+    each external row's) is synced with its namesake there, and every new row goes to both (`runner.archive`):
+    the archive alone, with the data, gives the tables back; they are written there too. `retry_failed`: the computed rows' failed samples are computed
     again (`runner.unfinished`)."""
-    with folder_lock(out):
+    with folder_lock(out), folder_lock(archive) if archive is not None else contextlib.nullcontext():
         return _run_grid(grid, out, build_lms, check_servers, concurrency, compute, archive, retry_failed)
 
 

@@ -365,11 +365,19 @@ def test_a_grids_archive_alone_gives_its_table_back(grid_file, tmp_path):
     (out / "plain").mkdir()  # a row made outside the program enters the archive with the table
     (out / "plain" / PREDICTIONS).write_text((out / "non-p-base-small-t0-sample" / PREDICTIONS).read_text())
     table = run_grid(load_grid(grid_file), out, build_lms=CountingLMs(), compute=(), archive=archive)
-    assert sorted(p.name for p in archive.iterdir()) == ["comparisons.csv", "drp-base-small-t0-sample",
-                                                          "non-p-base-small-t0-sample", "plain", "results.csv",
-                                                          "results.md"]
+    assert sorted(p.name for p in archive.iterdir() if p.name != ".lock") == [
+        "comparisons.csv", "drp-base-small-t0-sample", "non-p-base-small-t0-sample", "plain", "results.csv",
+        "results.md"]
     assert (archive / "results.md").read_text() == table
     assert "reference" not in (archive / "plain" / PREDICTIONS).read_text()
     restored = run_grid(load_grid(grid_file), tmp_path / "elsewhere", build_lms=CountingLMs(), compute=(),
                         archive=archive)
     assert restored == table and "Against `plain`" in restored
+
+
+def test_a_second_grid_into_the_same_archive_is_refused(grid_file, tmp_path):
+    from drpkit.runner import FolderBusy, folder_lock
+
+    archive = tmp_path / "archive"
+    with folder_lock(archive), pytest.raises(FolderBusy, match="in use by another drp process"):
+        run_grid(load_grid(grid_file), tmp_path / "out", build_lms=CountingLMs(), compute=(), archive=archive)
