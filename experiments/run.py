@@ -34,8 +34,8 @@ def run_grid(grid: Grid, out: Path, build_lms: LMFactory = lambda lms: lms.build
     samples already in `out`; cells without any are listed as missing. `out` is locked meanwhile: a second grid
     into it is refused, as is a second grid into the `archive`. With an `archive` folder, each cell's folder (and
     each external row's) is synced with its namesake there, and every new row goes to both (`runner.archive`):
-    the archive alone, with the data, gives the tables back; they are written there too. `retry_failed`: the computed rows' failed samples are computed
-    again (`runner.unfinished`)."""
+    the archive alone, with the data, gives the tables back; they are written there too. `retry_failed`: the
+    computed rows' failed samples are computed again (`runner.unfinished`)."""
     with folder_lock(out), folder_lock(archive) if archive is not None else contextlib.nullcontext():
         return _run_grid(grid, out, build_lms, check_servers, concurrency, compute, archive, retry_failed)
 
