@@ -46,8 +46,9 @@ def messages(row: UserRow, item: Item) -> list[dict[str, str]]:
 
 
 def complete(api_base: str, model: str, messages: list[dict[str, str]], max_tokens: int, temperature: float,
-             timeout: float) -> tuple[str, dict[str, int]]:
-    body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature}
+             timeout: float, **extra: object) -> tuple[str, dict[str, int]]:
+    """The answer to `messages` and its usage; `extra` goes into the request as it is (vLLM's sampling options)."""
+    body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature, **extra}
     request = urllib.request.Request(api_base.rstrip("/") + "/chat/completions", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
     with _LOCAL.open(request, timeout=timeout) as response:

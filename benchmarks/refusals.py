@@ -1,0 +1,118 @@
+"""Which way of asking makes the model refuse to write a review? `non-p`'s Generate (no past reviews) asked in
+several framings, one first answer each at temperature 0, classified by the program's own checks (a refusal, a
+reply to the customer), counted by framing and by the review's rating.
+
+    drp serve &
+    python benchmarks/refusals.py --data ../shared/data/digital_music_2014 --split train --limit 80
+
+Framings: `program` (the messages `drp run --method non-p --adapter text` sends), `plain` (the plain prompt of
+`benchmarks/plain_prompt.py`), `lead` (the program's, its user turn opened by the request with the fields as
+"your rating", "your review's title"), `honest` (the program's, its system message saying that critical reviews
+help), and any of them with `+banned` (vLLM's `bad_words`: the refusal and reply openers may not be written).
+Only the opening of an answer is asked for (`--max-tokens`): refusals and replies come first. Reads no target
+review; sends each framing the same samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from plain_prompt import SYSTEM, USER, complete
+
+from drpkit.data import SAMPLE_DIR, load_reviews
+from drpkit.data.schema import Item, UserRow
+from drpkit.programs.checks import refusal_problem, reply_problem
+from drpkit.programs.formatting import format_item
+from drpkit.programs.stages import _given
+from drpkit.serving.adapters import ADAPTERS
+from drpkit.signatures.generate import GenerateReview
+
+BANNED = ["I'm sorry, but", "I am sorry, but", "I'm sorry, I", "I can't assist", "I cannot assist", "As an AI",
+          "As an artificial intelligence", "language model", "I'm glad you", "I'm so glad you", "I'm sorry to hear",
+          "Thank you for sharing"]
+"""The openers of the refusals and replies seen in the program's first answers (`+banned`)."""
+FRAMINGS = ("program", "plain", "lead", "honest")
+
+
+def program_messages(row: UserRow, item: Item) -> list[dict[str, str]]:
+    signature, inputs = _given(GenerateReview, {"item": format_item(item), "rating": row.data.rating,
+                                                "review_title": row.data.title})
+    return ADAPTERS["text"]["inputs-first"]().format(signature, [], inputs)
+
+
+def messages(framing: str, row: UserRow, item: Item) -> list[dict[str, str]]:
+    system, user = program_messages(row, item)
+    review = row.data
+    if framing == "plain":
+        return [{"role": "system", "content": SYSTEM},
+                {"role": "user", "content": USER.format(item=format_item(item), rating=review.rating, title=review.title)}]
+    if framing == "lead":
+        user = {"role": "user", "content": (
+            f"Write your review of this item.\n\nItem: {format_item(item)}\n\nYour rating: {review.rating:g} out of 5"
+            f"\n\nYour review's title: {review.title}\n\n" + user["content"].rsplit("\n\n", 1)[-1])}
+    if framing == "honest":
+        system = {"role": "system", "content": system["content"].replace(
+            "Each request gives:", "Honest reviews, critical ones included, help other customers.\n\nEach request gives:")}
+    return [system, user]
+
+
+def first_answer(args: argparse.Namespace, framing: str, row: UserRow, item: Item) -> str:
+    name, _, banned = framing.partition("+")
+    return complete(args.api_base, args.model, messages(name, row, item), args.max_tokens, 0.0, args.timeout,
+                    **({"bad_words": BANNED} if banned else {}))[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="sample")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--framings", nargs="+", default=[*FRAMINGS, "program+banned"],
+                        help=f"among {FRAMINGS}, each optionally with +banned")
+    parser.add_argument("--api-base", default="http://127.0.0.1:8000/v1")
+    parser.add_argument("--model", default="drp-default")
+    parser.add_argument("--max-tokens", type=int, default=60)
+    parser.add_argument("--concurrency", type=int, default=24)
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--out", type=Path, default=None, help="a JSON file for every answer, to read them")
+    args = parser.parse_args()
+    unknown = [f for f in args.framings if f.partition("+")[0] not in FRAMINGS or f.partition("+")[2] not in ("", "banned")]
+    if unknown:
+        sys.exit(f"framings {unknown}: choose among {FRAMINGS}, each optionally with +banned")
+
+    data = load_reviews(SAMPLE_DIR if args.data == "sample" else args.data)
+    if args.split not in data.rows:
+        sys.exit(f"split {args.split!r} is not in the data (have: {sorted(data.rows)})")
+    rows = data.rows[args.split][: args.limit] if args.limit else data.rows[args.split]
+    jobs = [(framing, row, data.items.get(row.data.asin) or Item(asin=row.data.asin, title=""))
+            for row in rows for framing in args.framings]
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        answers = list(pool.map(lambda job: first_answer(args, *job), jobs))
+
+    kinds: dict[str, Counter] = defaultdict(Counter)
+    refused_by_rating: dict[str, Counter] = defaultdict(Counter)
+    records = []
+    for (framing, row, _), answer in zip(jobs, answers):
+        kind = "refusal" if refusal_problem(answer) else "reply" if reply_problem(answer) else "review"
+        kinds[framing][kind] += 1
+        refused_by_rating[framing][row.data.rating] += kind == "refusal"
+        records.append({"framing": framing, "user_id": row.user_id, "asin": row.data.asin,
+                        "rating": row.data.rating, "kind": kind, "answer": answer})
+    ratings = Counter(row.data.rating for row in rows)
+    print(f"{len(rows)} samples of {args.data} ({args.split}); ratings {dict(sorted(ratings.items()))}")
+    print("| framing | refusals | replies | refusals by rating |\n|---|---:|---:|---|")
+    for framing in args.framings:
+        by_rating = ", ".join(f"{r:g}: {refused_by_rating[framing][r]}/{n}" for r, n in sorted(ratings.items()))
+        print(f"| {framing} | {kinds[framing]['refusal']} ({kinds[framing]['refusal'] / len(rows):.0%}) "
+              f"| {kinds[framing]['reply']} | {by_rating} |")
+    if args.out:
+        args.out.write_text(json.dumps(records, indent=1))
+
+
+if __name__ == "__main__":
+    main()
