@@ -28,7 +28,6 @@ from drpkit.data import SAMPLE_DIR, load_reviews
 from drpkit.data.schema import Item, UserRow
 from drpkit.programs.checks import refusal_problem, reply_problem
 from drpkit.programs.formatting import format_item
-from drpkit.programs.stages import _given
 from drpkit.serving.adapters import ADAPTERS
 from drpkit.signatures.generate import GenerateReview
 
@@ -40,8 +39,9 @@ FRAMINGS = ("program", "plain", "lead", "honest")
 
 
 def program_messages(row: UserRow, item: Item) -> list[dict[str, str]]:
-    signature, inputs = _given(GenerateReview, {"item": format_item(item), "rating": row.data.rating,
-                                                "review_title": row.data.title})
+    """As `non-p` asks: Generate's signature without the inputs it lacks (past reviews, profile summary)."""
+    signature = GenerateReview.delete("past_reviews").delete("profile_summary")
+    inputs = {"item": format_item(item), "rating": row.data.rating, "review_title": row.data.title}
     return ADAPTERS["text"]["inputs-first"]().format(signature, [], inputs)
 
 
