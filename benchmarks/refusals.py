@@ -91,8 +91,11 @@ def main() -> None:
     rows = data.rows[args.split][: args.limit] if args.limit else data.rows[args.split]
     jobs = [(framing, row, data.items.get(row.data.asin) or Item(asin=row.data.asin, title=""))
             for row in rows for framing in args.framings]
-    with ThreadPoolExecutor(args.concurrency) as pool:
-        answers = list(pool.map(lambda job: first_answer(args, *job), jobs))
+    try:
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            answers = list(pool.map(lambda job: first_answer(args, *job), jobs))
+    except OSError as error:  # nothing is kept: the answers are cheap to ask again
+        sys.exit(f"the server at {args.api_base} did not answer ({error}); is `drp serve` running?")
 
     kinds: dict[str, Counter] = defaultdict(Counter)
     refused_by_rating: dict[str, Counter] = defaultdict(Counter)
