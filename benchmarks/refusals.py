@@ -22,7 +22,8 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from plain_prompt import SYSTEM, USER, complete
+from plain_prompt import complete
+from plain_prompt import messages as plain_messages
 
 from drpkit.data import SAMPLE_DIR, load_reviews
 from drpkit.data.schema import Item, UserRow
@@ -46,11 +47,10 @@ def program_messages(row: UserRow, item: Item) -> list[dict[str, str]]:
 
 
 def messages(framing: str, row: UserRow, item: Item) -> list[dict[str, str]]:
+    if framing == "plain":
+        return plain_messages(row, item)
     system, user = program_messages(row, item)
     review = row.data
-    if framing == "plain":
-        return [{"role": "system", "content": SYSTEM},
-                {"role": "user", "content": USER.format(item=format_item(item), rating=review.rating, title=review.title)}]
     if framing == "lead":
         user = {"role": "user", "content": (
             f"Write your review of this item.\n\nItem: {format_item(item)}\n\nYour rating: {review.rating:g} out of 5"
