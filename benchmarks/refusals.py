@@ -55,9 +55,10 @@ def messages(framing: str, row: UserRow, item: Item) -> list[dict[str, str]]:
         user = {"role": "user", "content": (
             f"Write your review of this item.\n\nItem: {format_item(item)}\n\nYour rating: {review.rating:g} out of 5"
             f"\n\nYour review's title: {review.title}\n\n" + user["content"].rsplit("\n\n", 1)[-1])}
-    if framing == "honest":
-        system = {"role": "system", "content": system["content"].replace(
-            "Each request gives:", "Honest reviews, critical ones included, help other customers.\n\nEach request gives:")}
+    if framing == "honest":  # the sentence goes before the fields' list, which the text adapter always writes
+        instruction, fields = system["content"].split("\n\nEach request gives:")
+        system = {"role": "system", "content": f"{instruction}\n\nHonest reviews, critical ones included, help other "
+                                               f"customers.\n\nEach request gives:{fields}"}
     return [system, user]
 
 
