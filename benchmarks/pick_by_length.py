@@ -21,19 +21,20 @@ on the samples every run wrote a review for.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 from drpkit.data import load_reviews
 from drpkit.metrics.bleu import BLEU
 from drpkit.metrics.paired import PairedBootstrap
+from drpkit.programs.style import Style
 from drpkit.runner import PREDICTIONS, read_rows
-from drpkit.runner.rows import SampleKey
 
 
-def words(text: str) -> int:
-    return len(text.split())
+def words(text: str) -> float:
+    """A text's length as the program measures a user's (`Style`): words, not BLEU's tokens."""
+    style = Style.measure([text])
+    return style.words if style else 0.0
 
 
 def main() -> None:
@@ -54,19 +55,22 @@ def main() -> None:
     if not keys:
         sys.exit("error: no sample has a review in every run")
     data = load_reviews(args.data, splits=(args.split,))
-    past = {SampleKey(r.user_id, r.data.asin, r.data.timestamp): {rv.asin: rv.text for rv in r.profile}
-            for r in data.rows[args.split]}
-
-    def median_shown(key: SampleKey) -> float:
-        shown = past.get(key) or past.get(key._replace(timestamp=None)) or {}
-        lengths = [words(shown[asin]) for asin in runs[0][key].history if asin in shown]
-        return statistics.median(lengths) if lengths else 0.0
+    profiles = {(r.user_id, r.data.asin): {review.asin: review.text for review in r.profile}
+                for r in data.rows[args.split]}
+    median_shown = {}  # the median length of the past reviews Generate was shown
+    for key in keys:
+        profile = profiles.get((key.user_id, key.asin), {})
+        style = Style.measure([profile[asin] for asin in runs[0][key].history if asin in profile])
+        if style is None:
+            sys.exit(f"error: the past reviews shown for {key.user_id}/{key.asin} are not in {args.data} "
+                     f"({args.split}): are the runs of that split?")
+        median_shown[key] = style.words
 
     candidates = {key: [run[key].prediction or "" for run in runs] for key in keys}
     picks = {
         "first run": [candidates[key][0] for key in keys],
         "longest": [max(candidates[key], key=words) for key in keys],
-        "nearest-median": [min(candidates[key], key=lambda text: abs(words(text) - median_shown(key)))
+        "nearest-median": [min(candidates[key], key=lambda text: abs(words(text) - median_shown[key]))
                            for key in keys],
     }
     references = [runs[0][key].reference for key in keys]
