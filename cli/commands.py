@@ -223,12 +223,18 @@ def served(args: argparse.Namespace, lms: StageLMs) -> Iterator[None]:
 
 
 def _check_engine_settings(args: argparse.Namespace, bases: list[str]) -> None:
-    """Refuse the settings a server's engine would ignore without a word (llama.cpp has no `min_tokens`)."""
+    """Refuse the settings a server's engine does not have (llama.cpp: `min_tokens`, ignored without a word; `n`,
+    refused at every call)."""
     from ..serving import server_engine
 
-    if getattr(args, "length_floor", 0) and any(server_engine(base) == "llama.cpp" for base in bases):
+    if not any(server_engine(base) == "llama.cpp" for base in bases):
+        return
+    if getattr(args, "length_floor", 0):
         raise UsageError("--length-floor: vLLM's min_tokens, which llama.cpp's server does not have (it would "
                          "ignore it); serve with vLLM, or leave --length-floor at 0")
+    if getattr(args, "review_candidates", 1) > 1:
+        raise UsageError("--review-candidates: several answers to one request (vLLM's n), which llama.cpp's server "
+                         "does not have (one choice only); serve with vLLM, or leave --review-candidates at 1")
 
 
 def print_scores(metrics: dict) -> None:
@@ -381,8 +387,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     with local_server(args, args.port, args.served_name) as server:
         print(f"{server.engine} serving {server.model} as {args.served_name!r} at {server.base_url} (Ctrl-C stops "
               f"it; log: {server.log_path})", file=sys.stderr)
-        with contextlib.suppress(KeyboardInterrupt):
-            server.wait()
+        try:
+            code = server.wait()
+        except KeyboardInterrupt:
+            return
+        # it stopped on its own (e.g. vLLM-CPU's engine dies on a request with a `seed`): a clear error, not exit 0
+        raise ExpectedError(f"{server.engine} exited with code {code} while serving; its last lines are in "
+                            f"{server.log_path}")
 
 
 def cmd_prepare_model(args: argparse.Namespace) -> None:

@@ -79,6 +79,10 @@ class DRPConfig:
                 "chat turns, each item answered with the user's own review (few-shot demos), or as the earlier "
                 "entries of a document of the user's reviews that the model continues with the target's review "
                 "(vLLM's continue_final_message; no chat turn to refuse or reply to)"})
+    review_candidates: int = field(default=1, metadata={
+        "help": "beyond the paper: Generate writes this many reviews, the greedy one and the rest sampled at "
+                "temperature 0.8 in one request (vLLM's n: one prefill for all), and keeps, of those that pass the "
+                "checks, the one whose length is nearest the median of the past reviews shown (1: the greedy one)"})
     repetition_penalty: float = field(default=1.0, metadata={
         "help": "beyond the paper: vLLM's repetition_penalty on Generate's review, e.g. 1.15 (above 1: a token of "
                 "the prompt or of the review so far is less likely again, so loops end; 1: off)"})
@@ -114,8 +118,11 @@ class DRPConfig:
             raise ValueError("summary_scope 'user' is where Summarize runs: it needs summarize=True")
         if self.summary_scope == "user" and self.style_hint:
             raise ValueError("style_hint measures against the target's compared items: not with summary_scope 'user'")
+        if self.review_candidates < 1:
+            raise ValueError(f"review_candidates: at least 1 (the greedy review), got {self.review_candidates}")
         extras = [name for name in ("contrast", "length_hint", "style_hint", "length_floor", "end_bias")
-                  if getattr(self, name)] + (["repetition_penalty"] if self.repetition_penalty != 1.0 else [])
+                  if getattr(self, name)] + (["repetition_penalty"] if self.repetition_penalty != 1.0 else []) + (
+                  ["review_candidates"] if self.review_candidates > 1 else [])
         if self.rrp and (extras or self.past_reviews != "block"):
             raise ValueError(f"RRP's template takes the past reviews as a block and no hints: not with "
                              f"{extras or ['past_reviews ' + self.past_reviews]}")
@@ -180,7 +187,8 @@ class DRP(dspy.Module):
         self.validate = Validate(config.attempts)
         self.summarize = Summarize(config.attempts)
         self.generate = Generate(config.contrast, config.attempts, config.length_hint, config.past_reviews,
-                                 config.style_hint, config.end_bias, config.repetition_penalty)
+                                 config.style_hint, config.end_bias, config.repetition_penalty,
+                                 config.review_candidates)
         for cls in (Infer, Recap, Distill, Refine, Reason, CrossCheck):  # only where a setting adds them
             if cls.name in stage_names(config):
                 setattr(self, cls.name, cls(config.attempts))
@@ -254,6 +262,7 @@ class DRP(dspy.Module):
                 budget=review_budget(task.history or self.summarized(task)),
                 style=measured_style(task, compared) if self.config.style_hint else None,
                 min_tokens=review_floor(task, self.config.length_floor) if self.config.length_floor else None,
+                target_words=median_words(task.history) if self.config.review_candidates > 1 else None,
             ), {}
         reasoned = self.reason(task.item, task.history, rating, title, usage=work.usage, sources=sources)
         levels = {"user_traits": reasoned.user_traits, "item_plan": reasoned.item_plan, "draft": reasoned.review}
@@ -405,12 +414,17 @@ def review_budget(history: Sequence[tuple[Item, Review]]) -> int | None:
     return max(MIN_REVIEW_BUDGET, round(2 * TOKENS_PER_WORD * max(counts)) + 32) if counts else None
 
 
+def median_words(history: Sequence[tuple[Item, Review]]) -> float | None:
+    """The user's typical length: the median word count of the past reviews shown (None without any). From the
+    user's history only, never from the target."""
+    return statistics.median(len(review.text.split()) for _, review in history) if history else None
+
+
 def review_floor(task: ReviewTask, share: float) -> int | None:
     """Generate's shortest answer in tokens: `share` of the median past review shown (a 1.5B model, asked for a
-    user's review, writes a quarter of their length whatever it is told); None without past reviews. From the
-    user's history only, never from the target."""
-    counts = [len(review.text.split()) for _, review in task.history]
-    return round(share * TOKENS_PER_WORD * statistics.median(counts)) if counts else None
+    user's review, writes a quarter of their length whatever it is told); None without past reviews."""
+    median = median_words(task.history)
+    return round(share * TOKENS_PER_WORD * median) if median is not None else None
 
 
 def measured_style(task: ReviewTask, compared: list[ComparedItem]) -> str:

@@ -8,8 +8,9 @@ from typing import Any
 from .drp import DRPConfig
 
 
-FROM_HISTORY = ("length_hint", "style_hint", "length_floor")
-"""Program settings measured from the past reviews shown: a method that shows none cannot have them."""
+FROM_HISTORY = {"length_hint": False, "style_hint": False, "length_floor": 0.0, "review_candidates": 1}
+"""Program settings measured from the past reviews shown, with their value when off: a method that shows none
+cannot have them."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Method:
         config = replace(config, **self.config)
         num_retrieved = self.shown(num_retrieved, config.popi_reviews)
         for hint in FROM_HISTORY:
-            if getattr(config, hint) and num_retrieved == 0:
+            if getattr(config, hint) != FROM_HISTORY[hint] and num_retrieved == 0:
                 raise ValueError(f"{self.name} shows no past reviews (num_retrieved 0), so it has no length or "
                                  f"style to go by ({hint})")
         return config, num_retrieved, num_compared if self.compare else 0

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import dspy
+from dspy.utils.exceptions import AdapterParseError
 
 from ..data.schema import Item, Review
 from ..serving import DocumentAdapter, end_of_turn_token, repetition_penalty as penalty_fields
@@ -173,9 +174,9 @@ class Generate(Stage):
 
     def __init__(self, contrastive: bool = False, attempts: int = 3, length_hint: bool = False,
                  past_reviews: Literal["block", "demos", "document"] = "block", style_hint: bool = False,
-                 end_bias: float = 0.0, repetition_penalty: float = 1.0):
+                 end_bias: float = 0.0, repetition_penalty: float = 1.0, candidates: int = 1):
         super().__init__(attempts)
-        self.end_bias, self.repetition_penalty = end_bias, repetition_penalty
+        self.end_bias, self.repetition_penalty, self.candidates = end_bias, repetition_penalty, candidates
         signature = GenerateContrastiveReview if contrastive else GenerateReview
         if length_hint:
             signature = signature.insert(-1, "review_length", dspy.InputField(
@@ -191,7 +192,10 @@ class Generate(Stage):
 
     def forward(self, item: Item, history: Sequence[tuple[Item, Review]], profile: str | None, rating: float,
                 review_title: str, usage: Usage, sources: list[str], length: str | None = None,
-                budget: int | None = None, style: str | None = None, min_tokens: int | None = None) -> str:
+                budget: int | None = None, style: str | None = None, min_tokens: int | None = None,
+                target_words: float | None = None) -> str:
+        """With `candidates` above 1, `target_words` (the user's typical length, from the past reviews shown) picks
+        the review among them."""
         def not_a_review(prediction: dspy.Prediction) -> str | None:
             # the instruction as it is now (an optimizer may have changed it) is in the prompt too
             return review_problem(prediction.review, [*sources, self.predict.signature.instructions])
@@ -207,9 +211,15 @@ class Generate(Stage):
             demos = [{"item": format_item(it), "rating": review.rating, "review_title": review.title,
                       "review": review.text} for it, review in reversed(history)]
         signature, inputs = _given(self.predict.signature, inputs)
+        predict = self.predict
+        if self.candidates > 1:
+            if target_words is None:
+                raise ValueError("picking among candidates needs the user's typical length (target_words)")
+            predict = _nearest_length(predict, self.candidates, target_words,
+                                      usable=lambda p: not_a_review(p) or too_short(p))
         with dspy.context(**self.framing()):
             return call_stage(
-                self.name, _review_only(self.name, self.predict, usage), usage, self.attempts,
+                self.name, _review_only(self.name, predict, usage), usage, self.attempts,
                 check=not_a_review, soft_check=too_short,
                 sampling=self.sampling(budget, min_tokens, self.end_bias, self.repetition_penalty),
                 fallback=(self.sampling(budget, repetition_penalty=self.repetition_penalty)
@@ -224,6 +234,36 @@ class Generate(Stage):
             return {}
         return {"adapter": DocumentAdapter(REVIEW_DOCUMENT, ("item", "rating", "review_title"),
                                            fallback=dspy.settings.adapter or dspy.JSONAdapter())}
+
+
+CANDIDATE_TEMPERATURE = 0.8
+"""The temperature of Generate's sampled candidates (`candidates`): greedy decoding gives the 1.5B model's shortest
+reviews, sampled ones run longer (README, "Lengths")."""
+
+
+def review_words(text: str) -> int:
+    """A review's length in words (as the user's is measured: whitespace split), a comment on it left out."""
+    start = commentary_start(text)
+    return len(text[:start].split())
+
+
+def _nearest_length(predict: Callable[..., dspy.Prediction], candidates: int, words: float,
+                    usable: Check) -> Callable[..., dspy.Prediction]:
+    """`predict` answered once as configured and `candidates - 1` times more, sampled in one request (vLLM's `n`:
+    the prompt is computed once for all of them); of the answers that pass `usable`, the one whose length is
+    nearest `words`. When none passes, the first answer, for the stage's checks to reject; when the sampled request
+    has an answer DSPy cannot parse (an empty one), the first answer alone."""
+    def nearest(config: dict[str, Any] | None = None, **inputs: Any) -> dspy.Prediction:
+        config = config or {}
+        first = predict(**inputs, config=config)
+        try:
+            sampled = predict(**inputs, config={**config, "n": candidates - 1, "temperature": CANDIDATE_TEMPERATURE})
+        except AdapterParseError:
+            return first
+        answers = [first, *(dspy.Prediction(review=review) for review in sampled.completions.review)]
+        fit = [answer for answer in answers if usable(answer) is None]
+        return min(fit, key=lambda answer: abs(review_words(answer.review or "") - words)) if fit else first
+    return nearest
 
 
 def _review_only(stage: str, predict: dspy.Predict, usage: Usage) -> Callable[..., dspy.Prediction]:

@@ -347,7 +347,8 @@ def test_a_real_vllm_server_killed_mid_run_leaves_error_rows_a_rerun_finishes(tm
     assert all(row.finished for row in read_rows(out / PREDICTIONS).values())
 
 
-def test_a_length_floor_is_refused_where_llama_cpp_serves_it(tmp_path, cache, capsys):
+@pytest.mark.parametrize("setting", [("--length-floor", "1.0"), ("--review-candidates", "4")])
+def test_a_setting_llama_cpp_lacks_is_refused_where_it_serves(setting, tmp_path, cache, capsys):
     import http.server
     import threading
 
@@ -365,9 +366,21 @@ def test_a_length_floor_is_refused_where_llama_cpp_serves_it(tmp_path, cache, ca
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), LlamaCppModels)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        code = drp("run", "--method", "rag", "--limit", "1", "--length-floor", "1.0", "--out", str(tmp_path / "run"),
+        code = drp("run", "--method", "rag", "--limit", "1", *setting, "--out", str(tmp_path / "run"),
                    "--api-base", f"http://127.0.0.1:{httpd.server_address[1]}/v1", "--serve", "never")
     finally:
         httpd.shutdown()
         httpd.server_close()
     assert code == 2 and "llama.cpp's server does not have" in error_line(capsys.readouterr().err)
+
+
+def test_a_server_that_dies_while_serving_ends_drp_serve_with_a_clear_error(tmp_path, monkeypatch, capsys):
+    from test_serving import FAKE_VLLM, FakeVLLM
+
+    import drpkit.cli.commands as commands
+
+    dying = "import os, threading; threading.Timer(2, lambda: os._exit(5)).start()\n" + FAKE_VLLM  # an engine crash
+    monkeypatch.setattr(commands, "local_server", lambda args, port, name: FakeVLLM(
+        port=0, script=dying, log_path=tmp_path / "srv.log"))
+    assert drp("serve") == 1
+    assert "exited with code 5 while serving" in error_line(capsys.readouterr().err)

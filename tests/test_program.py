@@ -612,6 +612,58 @@ def test_end_bias_lowers_the_end_token_until_an_answer_loops(tiny_data, vllm_sta
     assert first == {"logit_bias": {str(END_TOKEN): -4.0}} and retry == {}
 
 
+def words(n: int, word: str = "good") -> str:
+    """A review of `n` distinct words (no loop for the checks to find)."""
+    return " ".join(f"{word}{i}" for i in range(n)) + "."
+
+
+def test_candidates_keep_the_usable_review_nearest_the_median_past_length(tiny_data):
+    task = build_task(tiny_data.rows["test"][2], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    median = sorted(len(review.text.split()) for _, review in task.history)[1]
+    loop = " ".join(["the band plays the same song again and again and again"] * 3)
+    near, far = words(median + 1, "near"), words(4 * median, "far")
+    lm = DummyLM([{"review": words(median // 2 + 1, "greedy")}, {"review": loop}, {"review": far},
+                  {"review": near}], adapter=dspy.ChatAdapter())
+    program = DRP(DRPConfig(selection="random", summarize=False, review_candidates=4))
+    program.set_stage_lms(dict.fromkeys(("extract", "validate", "summarize", "generate"), lm))
+    assert program(task=task).review == near.strip()  # the loop is long too, but no review
+    greedy, sampled = (call["kwargs"] for call in lm.history)
+    assert "n" not in greedy and sampled["n"] == 3 and sampled["temperature"] == 0.8
+
+
+def test_with_no_usable_candidate_the_greedy_answer_is_retried_as_any_answer(tiny_data):
+    task = build_task(tiny_data.rows["test"][2], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    refusal = "I'm sorry, but I can't assist with that request."
+    lm = DummyLM([{"review": refusal}, {"review": refusal}, {"review": REVIEW + " one"}, {"review": REVIEW}],
+                 adapter=dspy.ChatAdapter())
+    usage = Usage()
+    with dspy.context(lm=lm):
+        review = Generate(candidates=2)(task.item, task.history, None, 4.0, "ok", usage=usage, sources=[],
+                                        target_words=12)
+    assert review == REVIEW  # of the retry's two candidates, the one nearer 12 words
+    assert [r["problem"][:9] for r in usage.retries] == ["a refusal"]
+    assert usage.stages["generate"]["calls"] == 4
+
+
+def test_an_empty_sampled_candidate_leaves_the_greedy_review(tiny_data):
+    task = build_task(tiny_data.rows["test"][2], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    lm = DummyLM([{"review": REVIEW}, {"review": words(20)}, {"review": ""}], adapter=TextAdapter(ThinkingJSONAdapter()))
+    with dspy.context(lm=lm, adapter=TextAdapter(ThinkingJSONAdapter())):
+        review = Generate(candidates=3)(task.item, task.history, None, 4.0, "ok", usage=Usage(), sources=[],
+                                        target_words=20)
+    assert review == REVIEW and len(lm.history) == 2  # DSPy cannot parse the empty one: no retry, the first stands
+
+
+def test_candidates_need_past_reviews_to_measure_a_length():
+    from drpkit.programs import METHODS
+
+    with pytest.raises(ValueError, match=r"\(review_candidates\)"):
+        METHODS["non-p"].apply(DRPConfig(review_candidates=4), 8, 8)
+    assert METHODS["rag"].apply(DRPConfig(review_candidates=4), 8, 8)[0].review_candidates == 4
+    with pytest.raises(ValueError, match="at least 1"):
+        DRPConfig(review_candidates=0)
+
+
 def test_the_fingerprint_covers_the_prompts_as_the_adapter_writes_them():
     class Terse(TextAdapter):
         def format_field_structure(self, signature):
