@@ -77,7 +77,9 @@ def main() -> None:
         if stop.code:
             raise
     out = Path(run[run.index("--out") + 1])
-    rows = [row for row in read_rows(out / PREDICTIONS).values() if row.status == "ok"]
+    # in a fixed order (the replay writes rows as they finish): the bootstrap's resamples then repeat
+    rows = sorted((row for row in read_rows(out / PREDICTIONS).values() if row.status == "ok"),
+                  key=lambda row: (row.user_id, row.asin, row.timestamp))
     baseline = read_rows(args.baseline)
     data_path, split = run[run.index("--data") + 1], run[run.index("--split") + 1]
     data = load_reviews(data_path, splits=(split,))
