@@ -15,7 +15,6 @@ The replay's `nearest-median` row must equal the run's scores: if it does not, t
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import dspy
@@ -82,9 +81,10 @@ def main() -> None:
                   key=lambda row: (row.user_id, row.asin, row.timestamp))
     baseline = read_rows(args.baseline)
     data_path, split = run[run.index("--data") + 1], run[run.index("--split") + 1]
+    shown = int(run[run.index("--num-retrieved") + 1]) if "--num-retrieved" in run else 8  # drp run's default
     data = load_reviews(data_path, splits=(split,))
     tasks = {(t.user_id, t.item.asin, t.target.timestamp): t
-             for t in (build_task(r, data, 4, 0, 4) for r in data.rows[split])}
+             for t in (build_task(r, data, shown, 0, 4) for r in data.rows[split])}
     picks: dict[str, list[str]] = {"baseline": [], "nearest-median (the program's)": [], "longest": [],
                                    "most like the past reviews shown": [], "oracle (reference)": []}
     references = []
