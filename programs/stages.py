@@ -195,7 +195,7 @@ class Generate(Stage):
                 budget: int | None = None, style: str | None = None, min_tokens: int | None = None,
                 target_words: float | None = None) -> str:
         """With `candidates` above 1, `target_words` (the user's typical length, from the past reviews shown) picks
-        the review among them."""
+        the review among them; without it (no past review to measure) the greedy review is the only one."""
         def not_a_review(prediction: dspy.Prediction) -> str | None:
             # the instruction as it is now (an optimizer may have changed it) is in the prompt too
             return review_problem(prediction.review, [*sources, self.predict.signature.instructions])
@@ -212,9 +212,7 @@ class Generate(Stage):
                       "review": review.text} for it, review in reversed(history)]
         signature, inputs = _given(self.predict.signature, inputs)
         predict = self.predict
-        if self.candidates > 1:
-            if target_words is None:
-                raise ValueError("picking among candidates needs the user's typical length (target_words)")
+        if self.candidates > 1 and target_words is not None:  # a user with no past review: the greedy one alone
             predict = _nearest_length(predict, self.candidates, target_words,
                                       usable=lambda p: not_a_review(p) or too_short(p))
         with dspy.context(**self.framing()):

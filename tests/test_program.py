@@ -654,6 +654,14 @@ def test_an_empty_sampled_candidate_leaves_the_greedy_review(tiny_data):
     assert review == REVIEW and len(lm.history) == 2  # DSPy cannot parse the empty one: no retry, the first stands
 
 
+def test_a_user_without_past_reviews_gets_the_greedy_review_alone(tiny_data):
+    task = build_task(tiny_data.rows["test"][2], tiny_data, num_retrieved=0, num_compared=0, m=4)
+    lm = DummyLM([{"review": REVIEW}, {"review": words(20)}], adapter=dspy.ChatAdapter())
+    program = DRP(DRPConfig(selection="random", summarize=False, review_candidates=3))
+    program.set_stage_lms(dict.fromkeys(("extract", "validate", "summarize", "generate"), lm))
+    assert program(task=task).review == REVIEW and len(lm.history) == 1  # no length to pick by: no candidates
+
+
 def test_candidates_need_past_reviews_to_measure_a_length():
     from drpkit.programs import METHODS
 
