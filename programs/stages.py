@@ -174,9 +174,9 @@ class Generate(Stage):
 
     def __init__(self, contrastive: bool = False, attempts: int = 3, length_hint: bool = False,
                  past_reviews: Literal["block", "demos", "document"] = "block", style_hint: bool = False,
-                 end_bias: float = 0.0, repetition_penalty: float = 1.0, candidates: int = 1):
+                 end_bias: float = 0.0, repetition_penalty: float = 1.0, review_candidates: int = 1):
         super().__init__(attempts)
-        self.end_bias, self.repetition_penalty, self.candidates = end_bias, repetition_penalty, candidates
+        self.end_bias, self.repetition_penalty, self.candidates = end_bias, repetition_penalty, review_candidates
         signature = GenerateContrastiveReview if contrastive else GenerateReview
         if length_hint:
             signature = signature.insert(-1, "review_length", dspy.InputField(

@@ -638,8 +638,8 @@ def test_with_no_usable_candidate_the_greedy_answer_is_retried_as_any_answer(tin
                  adapter=dspy.ChatAdapter())
     usage = Usage()
     with dspy.context(lm=lm):
-        review = Generate(candidates=2)(task.item, task.history, None, 4.0, "ok", usage=usage, sources=[],
-                                        target_words=12)
+        review = Generate(review_candidates=2)(task.item, task.history, None, 4.0, "ok", usage=usage, sources=[],
+                                               target_words=12)
     assert review == REVIEW  # of the retry's two candidates, the one nearer 12 words
     assert [r["problem"][:9] for r in usage.retries] == ["a refusal"]
     assert usage.stages["generate"]["calls"] == 4
@@ -647,10 +647,11 @@ def test_with_no_usable_candidate_the_greedy_answer_is_retried_as_any_answer(tin
 
 def test_an_empty_sampled_candidate_leaves_the_greedy_review(tiny_data):
     task = build_task(tiny_data.rows["test"][2], tiny_data, num_retrieved=3, num_compared=0, m=4)
-    lm = DummyLM([{"review": REVIEW}, {"review": words(20)}, {"review": ""}], adapter=TextAdapter(ThinkingJSONAdapter()))
-    with dspy.context(lm=lm, adapter=TextAdapter(ThinkingJSONAdapter())):
-        review = Generate(candidates=3)(task.item, task.history, None, 4.0, "ok", usage=Usage(), sources=[],
-                                        target_words=20)
+    adapter = TextAdapter(ThinkingJSONAdapter())
+    lm = DummyLM([{"review": REVIEW}, {"review": words(20)}, {"review": ""}], adapter=adapter)
+    with dspy.context(lm=lm, adapter=adapter):
+        review = Generate(review_candidates=3)(task.item, task.history, None, 4.0, "ok", usage=Usage(), sources=[],
+                                               target_words=20)
     assert review == REVIEW and len(lm.history) == 2  # DSPy cannot parse the empty one: no retry, the first stands
 
 
