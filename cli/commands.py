@@ -104,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run DRP over a split; writes predictions.jsonl and metrics.json")
     run.add_argument("--split", default="test")
     run.add_argument("--limit", type=int, default=None, help="first N samples of the split")
+    run.add_argument("--skip", type=int, default=0,
+                     help="leave out the split's first N samples, before --limit (users held out from those a "
+                          "setting was chosen on)")
     run.add_argument("--out", default="runs/drp", help="output folder; rerunning into it resumes")
     run.add_argument("--program-state", default=None,
                      help="a compiled program (program.json of `drp optimize`) instead of the default instructions")
@@ -283,7 +286,8 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     data, shared, lms = _setup(args)
     with usage_errors("options"):
-        settings = RunSettings.for_method(**shared, data=str(args.data), split=args.split, limit=args.limit)
+        settings = RunSettings.for_method(**shared, data=str(args.data), split=args.split, limit=args.limit,
+                                          skip=args.skip)
     program = DRP(settings.program, embedder=_embedder(args))
     built = lms.build(STAGES)
     program.set_stage_lms(built)

@@ -38,19 +38,22 @@ def row_name(method: str, variant: str) -> str:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Which samples: a data source as `drp run --data` takes it, a split and the first `limit` rows."""
+    """Which samples: a data source as `drp run --data` takes it, a split, and its first `limit` rows after the
+    first `skip` (users held out from those a choice was made on)."""
 
     name: str
     source: str
     split: str = "test"
     limit: int | None = None
+    skip: int = 0
     category: str | None = None
 
     def load(self) -> ReviewData:
         return load_reviews(SAMPLE_DIR if self.source == "sample" else self.source, category=self.category)
 
     def describe(self) -> str:
-        limit = f", first {self.limit}" if self.limit else ""
+        end = f"{self.skip + self.limit}" if self.limit else "the end"
+        limit = f", samples {self.skip + 1} to {end}" if self.skip else f", first {self.limit}" if self.limit else ""
         return f"{self.source} ({self.category + ', ' if self.category else ''}split {self.split}{limit})"
 
 
@@ -126,7 +129,8 @@ class Grid:
         run_options = {key: options.pop(key) for key in RUN_OPTIONS}
         lms = self.models[model].with_settings(temperature=temperature)
         settings = RunSettings.for_method(method, DRPConfig(**options), **run_options, lms=lms, data=data.source,
-                                          split=data.split, limit=data.limit)
+                                          split=data.split, limit=data.limit,
+                                          skip=data.skip)
         return Cell(method, variant.name, model, temperature, data, lms, settings)
 
     def cells(self) -> list[Cell]:

@@ -25,7 +25,8 @@ from .calls import StageFailure
 from .formatting import (format_contrasts, format_differences, format_history, format_persona,
                          format_similar_personas)
 from .representatives import SelectRepresentatives
-from .stages import CrossCheck, Distill, Extract, Generate, Infer, Reason, Recap, Refine, Stage, Summarize, Validate
+from .stages import (CrossCheck, Distill, Extract, Generate, Infer, Reason, Recap, Refine, Stage, Summarize, Validate,
+                     median_words)
 from .style import Style, describe_style
 from .usage import Usage
 from .users import UserProfiles, Work, profile_key
@@ -82,7 +83,11 @@ class DRPConfig:
     review_candidates: int = field(default=1, metadata={
         "help": "beyond the paper: Generate writes this many reviews, the greedy one and the rest sampled at "
                 "temperature 0.8 in one request (vLLM's n: one prefill for all), and keeps, of those that pass the "
-                "checks, the one whose length is nearest the median of the past reviews shown (1: the greedy one)"})
+                "checks, the one --review-pick ranks first (1: the greedy one)"})
+    review_pick: Literal["length", "similarity"] = field(default="length", metadata={
+        "help": "beyond the paper: which of Generate's review candidates is kept, from the past reviews shown: the "
+                "one whose length is nearest their median (length), or the one most like them in words, ROUGE-1 F "
+                "(similarity)"})
     repetition_penalty: float = field(default=1.0, metadata={
         "help": "beyond the paper: vLLM's repetition_penalty on Generate's review, e.g. 1.15 (above 1: a token of "
                 "the prompt or of the review so far is less likely again, so loops end; 1: off)"})
@@ -120,6 +125,8 @@ class DRPConfig:
             raise ValueError("style_hint measures against the target's compared items: not with summary_scope 'user'")
         if self.review_candidates < 1:
             raise ValueError(f"review_candidates: at least 1 (the greedy review), got {self.review_candidates}")
+        if self.review_pick != "length" and self.review_candidates == 1:
+            raise ValueError(f"review_pick {self.review_pick!r} picks among candidates: set review_candidates above 1")
         extras = [name for name in ("contrast", "length_hint", "style_hint", "length_floor", "end_bias")
                   if getattr(self, name)] + (["repetition_penalty"] if self.repetition_penalty != 1.0 else []) + (
                   ["review_candidates"] if self.review_candidates > 1 else [])
@@ -188,7 +195,7 @@ class DRP(dspy.Module):
         self.summarize = Summarize(config.attempts)
         self.generate = Generate(config.contrast, config.attempts, config.length_hint, config.past_reviews,
                                  config.style_hint, config.end_bias, config.repetition_penalty,
-                                 config.review_candidates)
+                                 config.review_candidates, config.review_pick)
         for cls in (Infer, Recap, Distill, Refine, Reason, CrossCheck):  # only where a setting adds them
             if cls.name in stage_names(config):
                 setattr(self, cls.name, cls(config.attempts))
@@ -237,7 +244,7 @@ class DRP(dspy.Module):
         return dspy.Prediction(
             review=review, summary=summary, comparisons=comparisons, failures=work.failures,
             usage=work.usage.stages, retries=work.usage.retries, config=asdict(self.config),
-            user_profiles=work.profiles, reasoning=levels,
+            user_profiles=work.profiles, reasoning=levels, candidates=work.candidates,
         )
 
     def evidence(self, compared: list[ComparedItem]) -> str | None:
@@ -262,7 +269,7 @@ class DRP(dspy.Module):
                 budget=review_budget(task.history or self.summarized(task)),
                 style=measured_style(task, compared) if self.config.style_hint else None,
                 min_tokens=review_floor(task, self.config.length_floor) if self.config.length_floor else None,
-                target_words=median_words(task.history) if self.config.review_candidates > 1 else None,
+                record=work.candidates,
             ), {}
         reasoned = self.reason(task.item, task.history, rating, title, usage=work.usage, sources=sources)
         levels = {"user_traits": reasoned.user_traits, "item_plan": reasoned.item_plan, "draft": reasoned.review}
@@ -412,12 +419,6 @@ def review_budget(history: Sequence[tuple[Item, Review]]) -> int | None:
     from the target."""
     counts = [len(review.text.split()) for _, review in history]
     return max(MIN_REVIEW_BUDGET, round(2 * TOKENS_PER_WORD * max(counts)) + 32) if counts else None
-
-
-def median_words(history: Sequence[tuple[Item, Review]]) -> float | None:
-    """The user's typical length: the median word count of the past reviews shown (None without any). From the
-    user's history only, never from the target."""
-    return statistics.median(len(review.text.split()) for _, review in history) if history else None
 
 
 def review_floor(task: ReviewTask, share: float) -> int | None:

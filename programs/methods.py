@@ -8,7 +8,8 @@ from typing import Any
 from .drp import DRPConfig
 
 
-FROM_HISTORY = {"length_hint": False, "style_hint": False, "length_floor": 0.0, "review_candidates": 1}
+FROM_HISTORY = {"length_hint": False, "style_hint": False, "length_floor": 0.0, "review_candidates": 1,
+                "review_pick": "length"}
 """Program settings measured from the past reviews shown, with their value when off: a method that shows none
 cannot have them."""
 

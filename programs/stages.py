@@ -4,6 +4,7 @@ modules, one per stage; each can carry its own LM (`set_lm`)."""
 from __future__ import annotations
 
 import functools
+import statistics
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -174,9 +175,11 @@ class Generate(Stage):
 
     def __init__(self, contrastive: bool = False, attempts: int = 3, length_hint: bool = False,
                  past_reviews: Literal["block", "demos", "document"] = "block", style_hint: bool = False,
-                 end_bias: float = 0.0, repetition_penalty: float = 1.0, review_candidates: int = 1):
+                 end_bias: float = 0.0, repetition_penalty: float = 1.0, review_candidates: int = 1,
+                 review_pick: Literal["length", "similarity"] = "length"):
         super().__init__(attempts)
-        self.end_bias, self.repetition_penalty, self.candidates = end_bias, repetition_penalty, review_candidates
+        self.end_bias, self.repetition_penalty = end_bias, repetition_penalty
+        self.candidates, self.pick = review_candidates, review_pick
         signature = GenerateContrastiveReview if contrastive else GenerateReview
         if length_hint:
             signature = signature.insert(-1, "review_length", dspy.InputField(
@@ -193,9 +196,9 @@ class Generate(Stage):
     def forward(self, item: Item, history: Sequence[tuple[Item, Review]], profile: str | None, rating: float,
                 review_title: str, usage: Usage, sources: list[str], length: str | None = None,
                 budget: int | None = None, style: str | None = None, min_tokens: int | None = None,
-                target_words: float | None = None) -> str:
-        """With `candidates` above 1, `target_words` (the user's typical length, from the past reviews shown) picks
-        the review among them; without it (no past review to measure) the greedy review is the only one."""
+                record: list[dict[str, Any]] | None = None) -> str:
+        """With `candidates` above 1, the past reviews shown pick the review among them (`candidate_score`), and
+        `record` gets every candidate of the last attempt; without past reviews the greedy review is the only one."""
         def not_a_review(prediction: dspy.Prediction) -> str | None:
             # the instruction as it is now (an optimizer may have changed it) is in the prompt too
             return review_problem(prediction.review, [*sources, self.predict.signature.instructions])
@@ -212,9 +215,10 @@ class Generate(Stage):
                       "review": review.text} for it, review in reversed(history)]
         signature, inputs = _given(self.predict.signature, inputs)
         predict = self.predict
-        if self.candidates > 1 and target_words is not None:  # a user with no past review: the greedy one alone
-            predict = _nearest_length(predict, self.candidates, target_words,
-                                      usable=lambda p: not_a_review(p) or too_short(p))
+        if self.candidates > 1 and history:  # a user with no past review: the greedy one alone
+            predict = _best_candidate(predict, self.candidates, candidate_score(self.pick, history),
+                                      usable=lambda p: not_a_review(p) or too_short(p),
+                                      record=record if record is not None else [])
         with dspy.context(**self.framing()):
             return call_stage(
                 self.name, _review_only(self.name, predict, usage), usage, self.attempts,
@@ -241,27 +245,55 @@ reviews, sampled ones run longer (README, "Lengths")."""
 
 def review_words(text: str) -> int:
     """A review's length in words (as the user's is measured: whitespace split), a comment on it left out."""
+    return len(_review_part(text).split())
+
+
+def median_words(history: Sequence[tuple[Item, Review]]) -> float | None:
+    """The user's typical length: the median word count of the past reviews shown (None without any). From the
+    user's history only, never from the target."""
+    return statistics.median(len(review.text.split()) for _, review in history) if history else None
+
+
+def candidate_score(pick: Literal["length", "similarity"],
+                    history: Sequence[tuple[Item, Review]]) -> Callable[[str], float]:
+    """How a review candidate ranks (higher: kept), from the past reviews shown only, never the target. `length`:
+    nearest the median past review's length; `similarity`: most like the past reviews in words (ROUGE-1 F against
+    them all, rouge-score's tokens, no stemmer), which also favours the user's length, as its recall grows with it."""
+    if pick == "length":
+        words = median_words(history)
+        return lambda text: -abs(review_words(text) - words)
+    from rouge_score import rouge_scorer
+
+    scorer, past = rouge_scorer.RougeScorer(["rouge1"]), " ".join(review.text for _, review in history)
+    return lambda text: scorer.score(past, _review_part(text))["rouge1"].fmeasure
+
+
+def _review_part(text: str) -> str:
     start = commentary_start(text)
-    return len(text[:start].split())
+    return text[:start] if start is not None else text
 
 
-def _nearest_length(predict: Callable[..., dspy.Prediction], candidates: int, words: float,
-                    usable: Check) -> Callable[..., dspy.Prediction]:
+def _best_candidate(predict: Callable[..., dspy.Prediction], candidates: int, score: Callable[[str], float],
+                    usable: Check, record: list[dict[str, Any]]) -> Callable[..., dspy.Prediction]:
     """`predict` answered once as configured and `candidates - 1` times more, sampled in one request (vLLM's `n`:
-    the prompt is computed once for all of them); of the answers that pass `usable`, the one whose length is
-    nearest `words`. When none passes, the first answer, for the stage's checks to reject; when the sampled request
-    has an answer DSPy cannot parse (an empty one), the first answer alone."""
-    def nearest(config: dict[str, Any] | None = None, **inputs: Any) -> dspy.Prediction:
+    the prompt is computed once for all of them); of the answers that pass `usable`, the one `score` ranks first.
+    When none passes, the first answer, for the stage's checks to reject; when the sampled request has an answer
+    DSPy cannot parse (an empty one), the first answer alone. `record` holds each answer of the latest call."""
+    def best(config: dict[str, Any] | None = None, **inputs: Any) -> dspy.Prediction:
         config = config or {}
         first = predict(**inputs, config=config)
         try:
             sampled = predict(**inputs, config={**config, "n": candidates - 1, "temperature": CANDIDATE_TEMPERATURE})
+            answers = [first, *(dspy.Prediction(review=review) for review in sampled.completions.review)]
         except AdapterParseError:
-            return first
-        answers = [first, *(dspy.Prediction(review=review) for review in sampled.completions.review)]
-        fit = [answer for answer in answers if usable(answer) is None]
-        return min(fit, key=lambda answer: abs(review_words(answer.review or "") - words)) if fit else first
-    return nearest
+            answers = [first]
+        fit = [usable(answer) is None for answer in answers]
+        scores = [score(answer.review or "") for answer in answers]
+        kept = max((i for i, ok in enumerate(fit) if ok), key=scores.__getitem__, default=0)  # ties: the earlier
+        record[:] = [{"review": answer.review, "usable": ok, "score": round(value, 4), "picked": i == kept}
+                     for i, (answer, ok, value) in enumerate(zip(answers, fit, scores))]
+        return answers[kept]
+    return best
 
 
 def _review_only(stage: str, predict: dspy.Predict, usage: Usage) -> Callable[..., dspy.Prediction]:

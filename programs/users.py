@@ -17,11 +17,12 @@ from .usage import Usage
 @dataclass
 class Work:
     """What a sample (or the making of a per-user summary) cost and used: its LM usage, the failures it went on
-    after, and a record of each per-user summary it used (`UserProfile.record`)."""
+    after, a record of each per-user summary it used (`UserProfile.record`), and Generate's review candidates."""
 
     usage: Usage = field(default_factory=Usage)
     failures: list[dict] = field(default_factory=list)
     profiles: list[dict] = field(default_factory=list)
+    candidates: list[dict] = field(default_factory=list)
 
     def take(self, profile: UserProfile, made: bool) -> Any:
         """Use `profile`: the work of making it is charged here if it was made for this sample, not if reused.

@@ -37,6 +37,7 @@ def build_tasks(data: ReviewData, settings: RunSettings) -> tuple[list[ReviewTas
     rows = data.rows.get(settings.split)
     if rows is None:
         raise UsageError(f"split {settings.split!r} is not in the data (have: {sorted(data.rows)})")
+    rows = rows[settings.skip:]
     rows = rows[: settings.limit] if settings.limit else rows
     tasks, unusable = [], []
     for row in rows:
@@ -101,6 +102,7 @@ def predict_one(program: DRP, task: ReviewTask) -> PredictionRow:
         comparisons=prediction.comparisons,
         user_profiles=prediction.user_profiles,
         reasoning=prediction.reasoning,
+        candidates=prediction.candidates,
         failures=prediction.failures,
         retries=prediction.retries,
         usage=prediction.usage,

@@ -34,6 +34,7 @@ class PredictionRow(BaseModel):
     comparisons: list[dict[str, Any]] = []
     user_profiles: list[dict[str, Any]] = []  # per-user summaries used (`made`: this sample paid for it)
     reasoning: dict[str, Any] = {}  # RRP's levels: user_traits, item_plan, draft, inconsistencies
+    candidates: list[dict[str, Any]] = []  # --review-candidates: each review, usable, score, picked
     failures: list[dict[str, Any]] = []
     retries: list[dict[str, str]] = []
     usage: dict[str, dict[str, int]] = {}

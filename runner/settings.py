@@ -104,7 +104,13 @@ class RunSettings(ProgramSettings):
     data: str
     split: str = "test"
     limit: int | None = None
+    skip: int = 0  # the first `skip` samples left out (held-out users), before `limit`
     program_state: str | None = None  # the program's prompts (`DRP.fingerprint`), the defaults' or a compiled state's
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.skip < 0:
+            raise ValueError(f"skip: the samples left out, 0 or more, got {self.skip}")
 
     def of(self, program: DRP) -> RunSettings:
         """These settings with `program`'s prompts as this run's adapter writes them: what a run records."""
@@ -112,8 +118,8 @@ class RunSettings(ProgramSettings):
 
 
 def _identity(record: dict[str, Any]) -> dict[str, Any]:
-    """The settings that change results: not the sample limit or an optimizer's budget (more of either
-    continues the run), not where the servers listen or how long a request may wait; an unset setting, or a
+    """The settings that change results: not which samples (a limit, a skip: rows are kept per sample) or an
+    optimizer's budget (more continues the run), not where the servers listen or how long a request may wait; an unset setting, or a
     program or LM option at its default (one added since, say), equals one a record lacks, and so does a program
     option since removed that the record has off (0, False, None)."""
     lm_defaults = LMSpec().describe()
@@ -123,7 +129,7 @@ def _identity(record: dict[str, Any]) -> dict[str, Any]:
     defaults = asdict(DRPConfig())
     program = {k: v for k, v in record.get("program", {}).items()
                if (defaults[k] != v if k in defaults else v not in (0, False, None))}
-    return ({k: v for k, v in record.items() if k not in ("limit", "budget") and v is not None}
+    return ({k: v for k, v in record.items() if k not in ("limit", "skip", "budget") and v is not None}
             | {"lms": lms, "program": program})
 
 

@@ -634,13 +634,12 @@ def test_candidates_keep_the_usable_review_nearest_the_median_past_length(tiny_d
 def test_with_no_usable_candidate_the_greedy_answer_is_retried_as_any_answer(tiny_data):
     task = build_task(tiny_data.rows["test"][2], tiny_data, num_retrieved=3, num_compared=0, m=4)
     refusal = "I'm sorry, but I can't assist with that request."
-    lm = DummyLM([{"review": refusal}, {"review": refusal}, {"review": REVIEW + " one"}, {"review": REVIEW}],
+    lm = DummyLM([{"review": refusal}, {"review": refusal}, {"review": words(60)}, {"review": REVIEW}],
                  adapter=dspy.ChatAdapter())
     usage = Usage()
     with dspy.context(lm=lm):
-        review = Generate(review_candidates=2)(task.item, task.history, None, 4.0, "ok", usage=usage, sources=[],
-                                               target_words=12)
-    assert review == REVIEW  # of the retry's two candidates, the one nearer 12 words
+        review = Generate(review_candidates=2)(task.item, task.history, None, 4.0, "ok", usage=usage, sources=[])
+    assert review == REVIEW  # of the retry's two candidates, the one nearer the median past review (15 words)
     assert [r["problem"][:9] for r in usage.retries] == ["a refusal"]
     assert usage.stages["generate"]["calls"] == 4
 
@@ -650,9 +649,27 @@ def test_an_empty_sampled_candidate_leaves_the_greedy_review(tiny_data):
     adapter = TextAdapter(ThinkingJSONAdapter())
     lm = DummyLM([{"review": REVIEW}, {"review": words(20)}, {"review": ""}], adapter=adapter)
     with dspy.context(lm=lm, adapter=adapter):
-        review = Generate(review_candidates=3)(task.item, task.history, None, 4.0, "ok", usage=Usage(), sources=[],
-                                               target_words=20)
+        review = Generate(review_candidates=3)(task.item, task.history, None, 4.0, "ok", usage=Usage(), sources=[])
     assert review == REVIEW and len(lm.history) == 2  # DSPy cannot parse the empty one: no retry, the first stands
+
+
+def test_the_similarity_pick_keeps_the_candidate_most_like_the_past_reviews_and_the_row_records_each(tiny_data):
+    task = build_task(tiny_data.rows["test"][2], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    own = "The production of album 3 is clean: a wide stereo image, a tight low end and restrained compression again."
+    lm = DummyLM([{"review": words(15, "greedy")}, {"review": own}, {"review": words(14, "other")}],
+                 adapter=dspy.ChatAdapter())
+    program = DRP(DRPConfig(selection="random", summarize=False, review_candidates=3, review_pick="similarity"))
+    program.set_stage_lms(dict.fromkeys(("extract", "validate", "summarize", "generate"), lm))
+    prediction = program(task=task)
+    assert prediction.review == own  # 19 words, farther from the median (15) than the greedy one, in the user's words
+    assert [(c["review"], c["usable"], c["picked"]) for c in prediction.candidates] == [
+        (words(15, "greedy"), True, False), (own, True, True), (words(14, "other"), True, False)]
+    assert prediction.candidates[1]["score"] > max(prediction.candidates[0]["score"], prediction.candidates[2]["score"])
+
+
+def test_a_pick_without_candidates_is_refused():
+    with pytest.raises(ValueError, match="set review_candidates above 1"):
+        DRPConfig(review_pick="similarity")
 
 
 def test_a_user_without_past_reviews_gets_the_greedy_review_alone(tiny_data):

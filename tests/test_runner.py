@@ -56,6 +56,13 @@ def test_rerun_resumes_without_recomputing(tiny_data, tmp_path):
     assert metrics["samples"] == 6
 
 
+def test_skip_holds_out_the_first_samples_and_a_limit_counts_after_them(tiny_data, tmp_path):
+    program, _ = make_program()
+    metrics = run(program, tiny_data, replace(settings(limit=2), skip=3), tmp_path, concurrency=1)
+    assert sorted(key.user_id for key in read_rows(tmp_path / PREDICTIONS)) == ["u3", "u4"]
+    assert metrics["samples"] == 2
+
+
 def test_a_sample_without_a_usable_review_is_a_final_result(tiny_data, tmp_path):
     echo = {"review": "Review 1 (of Album 0), rating 4/5, titled \"On album 0\":"}
     program, _ = make_program(generate=[echo] * 200)
