@@ -327,24 +327,22 @@ def test_a_folder_lock_refuses_a_second_holder_until_released(tmp_path):
 
 
 @pytest.mark.live
-def test_a_real_vllm_server_killed_mid_run_leaves_error_rows_a_rerun_finishes(tmp_path, monkeypatch):
-    """The live tier of the dead-server test: the real server, killed with its engine processes."""
+def test_a_real_vllm_server_killed_mid_run_leaves_error_rows(tmp_path, monkeypatch):
+    """The live tier of the dead-server test: the real server, killed with its engine processes (its rerun, which
+    finishes the error rows, is the stand-in server's test above: a second start of vLLM costs CI 4 minutes)."""
     model, port, out = resolve_model(DEFAULT_MODEL), find_free_port(), tmp_path / "run"
     monkeypatch.setenv("DRPKIT_CACHE", str(tmp_path / "cache"))  # after the model: real calls, none from a cache
-    args = ["run", "--method", "non-p", "--limit", "3", "--concurrency", "1", "--out", str(out),
-            "--api-base", f"http://127.0.0.1:{port}/v1", "--serve", "never"]
-    with VLLMServer(model, port=port, log_path=tmp_path / "vllm.log") as vllm:
+    # short answers (64 tokens, one attempt): a finished sample, whatever its review, is all the kill waits for
+    args = ["run", "--method", "non-p", "--limit", "3", "--concurrency", "1", "--max-tokens", "64", "--attempts", "1",
+            "--out", str(out), "--api-base", f"http://127.0.0.1:{port}/v1", "--serve", "never"]
+    with VLLMServer(model, port=port, log_path=tmp_path / "vllm.log", kv_cache_gib=1) as vllm:  # 3 short requests
         run = spawn(*args)
         wait_for(lambda: rows_in(out / PREDICTIONS) >= 1, "a first finished sample", seconds=900)
         os.killpg(vllm.process.pid, signal.SIGKILL)  # the server and its engine die at once
         _, stderr = run.communicate(timeout=900)
     assert run.returncode == 1 and "samples ended in an error" in error_line(stderr)
-    statuses = [row.status for row in read_rows(out / PREDICTIONS).values()]
-    assert statuses[0] != "error" and "error" in statuses
-
-    with VLLMServer(model, port=port, log_path=tmp_path / "vllm-again.log"):
-        assert drp(*args) == 0
-    assert all(row.finished for row in read_rows(out / PREDICTIONS).values())
+    rows = list(read_rows(out / PREDICTIONS).values())
+    assert rows[0].status != "error" and rows[-1].status == "error" and "Connection refused" in rows[-1].error
 
 
 @pytest.mark.parametrize("setting", [("--length-floor", "1.0"), ("--review-candidates", "4")])
