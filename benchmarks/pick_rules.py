@@ -61,17 +61,19 @@ def main() -> None:
     for name, rule in RULES.items():
         picks[name] = [rule(row.candidates, _shown(row, reviews, data.items), row.reference) for row in rows]
     references = [row.reference for row in rows]
+    bleu_metric, rouge_metric = BLEU(), ROUGE()
     bootstrap = PairedBootstrap(metrics=[BLEU(), ROUGE()])
     print(f"{len(rows)} samples")
     for name, predictions in picks.items():
-        bleu, rouge = BLEU().corpus_score(predictions, references), ROUGE().corpus_score(predictions, references)
+        bleu = bleu_metric.corpus_score(predictions, references)
+        rouge = rouge_metric.corpus_score(predictions, references)
         line = f"{name:34s} BLEU {bleu['bleu']:5.2f}  ratio {bleu['length_ratio']:.2f}  ROUGE-L {rouge['rougeL']:.4f}"
         if name != "baseline":
             d = bootstrap.compare(picks["baseline"], predictions, references)
             line += (f"  vs baseline BLEU {d['bleu'].delta:+.2f} [{d['bleu'].low:+.2f}, {d['bleu'].high:+.2f}]"
                      f"  ROUGE-L {d['rougeL'].delta:+.4f} [{d['rougeL'].low:+.4f}, {d['rougeL'].high:+.4f}]")
         print(line)
-    print(f"bleu: {BLEU().signature()}\nrouge: {ROUGE().signature()}\ndifferences: {bootstrap.signature()}")
+    print(f"bleu: {bleu_metric.signature()}\nrouge: {rouge_metric.signature()}\ndifferences: {bootstrap.signature()}")
 
 
 def _shown(row, reviews: dict, items: dict) -> list:
