@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import errno
 import json
 import os
@@ -24,12 +25,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .lms import DEFAULT_PORT, DEFAULT_SERVED_NAME, LOOPBACK, MAX_MODEL_LEN
 
@@ -224,6 +226,21 @@ def _tail(path: Path | None, max_chars: int = 4000) -> str:
     return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines())
 
 
+def _dies_with_this_process() -> Callable[[], None] | None:
+    """For the server's process to run before it starts (`preexec_fn`): on Linux, the kernel sends it SIGTERM when
+    this process dies, however it dies (a SIGKILL, a second Ctrl-C before `stop` has run), so that no server is left
+    holding its port and memory; the server then stops its engine as on Ctrl-C. The kernel watches the thread that
+    starts the server, so only a server started from the main thread (whose end is the process's) gets it. The call
+    is looked up here, so that the new process only makes it."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -345,6 +362,7 @@ class LocalServer:
             stderr=subprocess.STDOUT,
             env=self.environment(),
             start_new_session=True,  # own process group: stop() reaches the engine workers too
+            preexec_fn=_dies_with_this_process(),
         )
         atexit.register(self.stop)
         try:

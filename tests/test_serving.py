@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -313,6 +314,30 @@ def test_stop_kills_stubborn_server_and_its_workers(tmp_path):
     while time.monotonic() < deadline and Path(f"/proc/{worker}").exists() and not _is_zombie(worker):
         time.sleep(0.1)
     assert not Path(f"/proc/{worker}").exists() or _is_zombie(worker), "the worker must be killed too"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal")
+def test_a_server_stops_when_the_process_that_started_it_is_killed(tmp_path):
+    pid_file = tmp_path / "server.pid"
+    starter = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_serving import FakeVLLM
+server = FakeVLLM(port=0, log_path={str(tmp_path / "srv.log")!r}).start()
+open({str(pid_file)!r}, "w").write(str(server.process.pid))
+time.sleep(600)
+"""])
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and starter.poll() is None, "the server did not start"
+        time.sleep(0.1)
+    server = int(pid_file.read_text())
+    starter.kill()  # no atexit, no stop(): only the kernel knows
+    starter.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{server}").exists() and not _is_zombie(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{server}").exists() or _is_zombie(server), "the server outlived its starter"
 
 
 def _is_zombie(pid: int) -> bool:
