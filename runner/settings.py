@@ -119,9 +119,9 @@ class RunSettings(ProgramSettings):
 
 def _identity(record: dict[str, Any]) -> dict[str, Any]:
     """The settings that change results: not which samples (a limit, a skip: rows are kept per sample) or an
-    optimizer's budget (more continues the run), not where the servers listen or how long a request may wait; an unset setting, or a
-    program or LM option at its default (one added since, say), equals one a record lacks, and so does a program
-    option since removed that the record has off (0, False, None)."""
+    optimizer's budget (more continues the run), not where the servers listen or how long a request may wait; an
+    unset setting, or a program or LM option at its default (one added since, say), equals one a record lacks, and
+    so does a program option since removed that the record has off (0, False, None)."""
     lm_defaults = LMSpec().describe()
     neutral = {f.name for f in fields(LMSpec) if f.metadata.get("neutral")}
     lms = {stage: {k: v for k, v in spec.items() if k not in neutral and (k not in lm_defaults or lm_defaults[k] != v)}
