@@ -171,6 +171,19 @@ def test_review_problem_detects_empty_markers_and_copies():
     assert review_problem("Unfortunately I can't help but skip the second side of this record.", []) is None
 
 
+def test_a_template_filled_again_and_again_is_a_loop_though_no_twelve_words_repeat():
+    loop = ("oh wow! this is one of the greatest funk albums ever made!!! " + " ".join(
+        f"it's got some of the best {part} ever made!!!" for part in
+        ("drumming", "vocals", "guitar playing", "piano playing", "bass playing", "horn playing", "percussion")))
+    assert review_problem(loop, []).startswith("repeats itself (")
+    refrain = ("You will hear EJ at his rockin' best here in songs such as \"Teacher I Need You\" and \"Crocodile "
+               "Rock\". Don't Shoot Me brings out its melancholic side in \"Daniel\" and \"High Flying Bird\". The "
+               "bonus tracks featured here are a delight, and the compositions featured here are some of the best "
+               "musical and lyrical works of Elton John and Bernie Taupin. But don't just take my word for it: "
+               "buy your copy of Don't Shoot Me today, and hear Elton John at his best.")
+    assert review_problem(refrain, []) is None
+
+
 def test_a_shop_assistants_reply_is_no_review_but_a_customers_sorry_or_glad_is():
     for reply in ("I'm sorry to hear that you didn't enjoy The Big Picture.", "Oh no, I'm sorry to hear that!",
                   "I'm so glad you enjoyed this album! Great choice.", "Thank you for your review of this item."):
