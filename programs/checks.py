@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _FIELD_MARKERS = re.compile(
     r"\[\[\s*##|^\s*\[?(item|past reviews?|profile summary|review title|rating|review)\]?\s*:\s*$"
@@ -61,7 +62,22 @@ def review_problem(review: str | None, sources: list[str]) -> str | None:
     if _FIELD_MARKERS.search(review):
         return "echoes the prompt's field markers"
     return (refusal_problem(review) or reply_problem(review) or repetition_problem(review)
-            or copy_problem(review, sources))
+            or script_problem(review, sources) or copy_problem(review, sources))
+
+
+def _scripts(text: str) -> set[str]:
+    """The writing systems of `text`'s letters, by the first word of their Unicode names (LATIN, CJK, HANGUL...)."""
+    return {unicodedata.name(char, "?").split()[0] for char in set(text) if char.isalpha()}
+
+
+def script_problem(text: str, sources: list[str]) -> str | None:
+    """Letters of a writing system no text of the prompt uses: the Qwen models slip into Chinese when sampled ("a
+    hit certified gold by the British Columbia唱片 company"), in 16 of 480 candidates at temperature 0.8; none of the
+    shared data's reviews has a Chinese character. Without the prompt's texts nothing is checked."""
+    if not sources:
+        return None
+    foreign = _scripts(text) - set().union(*map(_scripts, sources))
+    return f"switches to another script ({', '.join(sorted(foreign))})" if foreign else None
 
 
 SHORT_SHARE = 0.5

@@ -184,6 +184,14 @@ def test_a_template_filled_again_and_again_is_a_loop_though_no_twelve_words_repe
     assert review_problem(refrain, []) is None
 
 
+def test_a_review_that_slips_into_a_script_the_prompt_never_uses_is_no_review():
+    past = "Motörhead and Sigur Rós, both as loud as ever on this café recording."
+    slip = "It reached number 2 on the UK chart and was certified gold by the British Columbia唱片 company."
+    assert review_problem(slip, [past]) == "switches to another script (CJK)"
+    assert review_problem("Not as loud as Motörhead, but the café sessions of Sigur Rós are lovely.", [past]) is None
+    assert review_problem("The liner notes print 唱片 on the spine, which I liked.", [past, "唱片 (Chinese release)"]) is None
+
+
 def test_a_shop_assistants_reply_is_no_review_but_a_customers_sorry_or_glad_is():
     for reply in ("I'm sorry to hear that you didn't enjoy The Big Picture.", "Oh no, I'm sorry to hear that!",
                   "I'm so glad you enjoyed this album! Great choice.", "Thank you for your review of this item."):
