@@ -73,11 +73,10 @@ def _scripts(text: str) -> set[str]:
 def script_problem(text: str, sources: list[str]) -> str | None:
     """Letters of a writing system no text of the prompt uses: the Qwen models slip into Chinese when sampled ("a
     hit certified gold by the British Columbia唱片 company"), in 16 of 480 candidates at temperature 0.8; none of the
-    shared data's reviews has a Chinese character. Without the prompt's texts nothing is checked."""
-    if not sources:
-        return None
-    foreign = _scripts(text) - set().union(*map(_scripts, sources))
-    return f"switches to another script ({', '.join(sorted(foreign))})" if foreign else None
+    shared data's reviews has a Chinese character. Without the prompt's letters nothing is checked."""
+    known = set().union(*map(_scripts, sources))
+    foreign = _scripts(text) - known
+    return f"switches to another script ({', '.join(sorted(foreign))})" if known and foreign else None
 
 
 SHORT_SHARE = 0.5

@@ -78,7 +78,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     # (rag: no refusal, ROUGE-L best; as a chat turn it refused and fell significantly below non-p); non-p and POPI
     # without reviews, which show none, are asked in a chat turn (as a one-entry document: significantly lower
     # BLEU and METEOR, and POPI significantly lower on all four scores, its reviews a third of the references').
-    "cpu": {"adapter": "text", "past_reviews": "document", "repetition_penalty": 1.15},
+    # Generate writes 4 candidates and keeps the one most like the past reviews shown: on 40 held-out users, rag's
+    # BLEU +0.83 [+0.20, +1.38] and METEOR +0.032 over its greedy review, ROUGE-L -0.007 (n.s.), length ratio 0.52
+    # to 0.75, for about 2.6 times the decoding.
+    "cpu": {"adapter": "text", "past_reviews": "document", "repetition_penalty": 1.15, "review_candidates": 4,
+            "review_pick": "similarity"},
 }
 DEFAULT_PROFILE = "cpu"
 """`drp run`'s and `drp optimize`'s starting point (grids start from "paper": their rows are the methods as

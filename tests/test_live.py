@@ -126,3 +126,6 @@ def test_generate_continues_a_document_of_the_users_reviews(runs):
     assert row["status"] == "ok", row.get("failures") or row.get("error")
     assert len(row["history"]) == 4 and review_problem(row["prediction"], []) is None
     assert not row["prediction"].lstrip().startswith(("Review:", "Item:"))
+    # the default profile's candidates: the greedy review and three sampled in one request (the greedy alone if
+    # the sampled answer does not parse), the one kept recorded
+    assert len(row["candidates"]) in (1, 4) and [c["picked"] for c in row["candidates"]].count(True) == 1

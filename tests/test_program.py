@@ -190,6 +190,7 @@ def test_a_review_that_slips_into_a_script_the_prompt_never_uses_is_no_review():
     assert review_problem(slip, [past]) == "switches to another script (CJK)"
     assert review_problem("Not as loud as Motörhead, but the café sessions of Sigur Rós are lovely.", [past]) is None
     assert review_problem("The liner notes print 唱片 on the spine, which I liked.", [past, "唱片 (Chinese release)"]) is None
+    assert review_problem("The liner notes print 唱片 on the spine, which I liked.", ["", "2014"]) is None  # no letters
 
 
 def test_a_shop_assistants_reply_is_no_review_but_a_customers_sorry_or_glad_is():
