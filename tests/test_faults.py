@@ -345,8 +345,10 @@ def test_a_real_vllm_server_killed_mid_run_leaves_error_rows(tmp_path, monkeypat
     assert rows[0].status != "error" and rows[-1].status == "error" and "Connection refused" in rows[-1].error
 
 
-@pytest.mark.parametrize("setting", [("--length-floor", "1.0"), ("--review-candidates", "4")])
-def test_a_setting_llama_cpp_lacks_is_refused_where_it_serves(setting, tmp_path, cache, capsys):
+@pytest.mark.parametrize("setting, advice", [(("--length-floor", "1.0"), "leave --length-floor at 0"),
+                                             (("--review-candidates", "4"), "leave --review-candidates at 1"),
+                                             ((), "add --review-candidates 1")])  # the cpu profile's candidates
+def test_a_setting_llama_cpp_lacks_is_refused_where_it_serves(setting, advice, tmp_path, cache, capsys):
     import http.server
     import threading
 
@@ -369,7 +371,8 @@ def test_a_setting_llama_cpp_lacks_is_refused_where_it_serves(setting, tmp_path,
     finally:
         httpd.shutdown()
         httpd.server_close()
-    assert code == 2 and "llama.cpp's server does not have" in error_line(capsys.readouterr().err)
+    error = error_line(capsys.readouterr().err)
+    assert code == 2 and "llama.cpp's server does not have" in error and advice in error
 
 
 def test_a_server_that_dies_while_serving_ends_drp_serve_with_a_clear_error(tmp_path, monkeypatch, capsys):

@@ -21,8 +21,10 @@ def test_drp_runs_on_a_llama_cpp_server_that_the_run_starts(tmp_path, capsys, mo
     gguf = resolve_gguf(DEFAULT_MODEL)
     monkeypatch.setenv("DRPKIT_CACHE", str(tmp_path / "cache"))  # after the model: real calls, none from a cache
     out, log = tmp_path / "run", tmp_path / "llama.log"
-    # the default profile: Generate continues a document of past reviews (continue_final_message), penalized
+    # the default profile: Generate continues a document of past reviews (continue_final_message), penalized; one
+    # review, as llama.cpp's server gives one answer a request
     main(["run", "--data", "sample", "--split", "test", "--limit", "1", "--out", str(out), "--num-retrieved", "4",
+          "--review-candidates", "1",
           "--num-compared", "1", "--concurrency", "1", "--engine", "llama.cpp", "--serve-model", gguf,
           "--serve", "always", "--api-base", f"http://127.0.0.1:{find_free_port()}/v1", "--server-log", str(log)])
     metrics = json.loads(capsys.readouterr().out)
