@@ -6,7 +6,9 @@ samples (paired bootstrap differences). Only the oracle rule reads the reference
         --baseline runs/rag-doc/predictions.jsonl --data ../shared/data/digital_music_2014 --split val
 
 A run made before rows recorded their candidates gets them by running its `drp run` command again into a new
-folder: the answers come from DSPy's cache, so no LM work is done (a server must answer all the same).
+folder: the answers come from DSPy's cache, so no LM work is done (a server must answer all the same). A run made
+before a check was added is scored as if it had the check with `--recheck`: a candidate today's checks reject
+against the past reviews shown counts as unusable (the run's own pick stays as it was).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from drpkit.data import load_reviews
 from drpkit.metrics.bleu import BLEU
 from drpkit.metrics.paired import PairedBootstrap
 from drpkit.metrics.rouge import ROUGE
+from drpkit.programs.checks import review_problem
 from drpkit.programs.stages import candidate_score, review_words
 from drpkit.runner import read_rows
 
@@ -48,6 +51,8 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, required=True, help="predictions.jsonl of the run to compare with")
     parser.add_argument("--data", required=True, help="the runs' data (for the past reviews each sample was shown)")
     parser.add_argument("--split", required=True)
+    parser.add_argument("--recheck", action="store_true",
+                        help="candidates today's checks reject count as unusable (a run made before a check)")
     args = parser.parse_args()
     # in a fixed order (a run writes rows as they finish): the bootstrap's resamples then repeat
     rows = sorted((row for row in read_rows(args.run).values() if row.status == "ok"),
@@ -58,8 +63,15 @@ def main() -> None:
     data = load_reviews(args.data, splits=(args.split,))
     reviews = {(row.user_id, review.asin): review for row in data.rows[args.split] for review in row.profile}
     picks: dict[str, list[str]] = {"baseline": [baseline[row.key].prediction or "" for row in rows]}
+    shown = [_shown(row, reviews, data.items) for row in rows]
+    candidates = [_rechecked(row.candidates, history) if args.recheck else row.candidates
+                  for row, history in zip(rows, shown)]
+    if args.recheck:
+        rejected = sum(c["usable"] for row in rows for c in row.candidates) - sum(c["usable"] for cs in candidates
+                                                                                   for c in cs)
+        print(f"--recheck: {rejected} candidates the run kept as usable are rejected by today's checks")
     for name, rule in RULES.items():
-        picks[name] = [rule(row.candidates, _shown(row, reviews, data.items), row.reference) for row in rows]
+        picks[name] = [rule(cs, history, row.reference) for row, cs, history in zip(rows, candidates, shown)]
     references = [row.reference for row in rows]
     bleu_metric, rouge_metric = BLEU(), ROUGE()
     bootstrap = PairedBootstrap(metrics=[BLEU(), ROUGE()])
@@ -74,6 +86,13 @@ def main() -> None:
                      f"  ROUGE-L {d['rougeL'].delta:+.4f} [{d['rougeL'].low:+.4f}, {d['rougeL'].high:+.4f}]")
         print(line)
     print(f"bleu: {bleu_metric.signature()}\nrouge: {rouge_metric.signature()}\ndifferences: {bootstrap.signature()}")
+
+
+def _rechecked(candidates: list[dict], history: list) -> list[dict]:
+    """`candidates`, usable only if today's checks pass them too (against the past reviews shown: the run's prompt
+    had more, so a copy of the item's description, say, is not caught again, but nothing is rejected wrongly)."""
+    texts = [review.text for _, review in history]
+    return [c | {"usable": c["usable"] and review_problem(c["review"], texts) is None} for c in candidates]
 
 
 def _shown(row, reviews: dict, items: dict) -> list:
