@@ -18,7 +18,7 @@ from ..assets.models import MODELS, ModelIntegrityError, ModelNotInstalled
 from ..assets.nltk import NltkDataError
 from ..programs import METHODS, STAGES, DRPConfig
 from ..runner import (CONCURRENCY, DEFAULT_PROFILE, METRICS, PROFILES, Abandoned, ExpectedError,
-                      ProgramSettings, UsageError, profile_options, usage_errors)
+                      ProgramSettings, UsageError, profile_options, usage_errors, with_profile)
 from ..serving import (ADAPTERS, DEFAULT_PORT, DEFAULT_SERVED_NAME, MAX_MODEL_LEN, LMSpec, LocalServer,
                        ServerStartError, ServerUnavailable, StageLMs)
 from .options import add_options, values
@@ -270,7 +270,7 @@ def _setup(args: argparse.Namespace) -> tuple[ReviewData, dict, StageLMs]:
         print(f"  skipped: {problem}", file=sys.stderr)
     given = {key: value for key, value in (values(args, ProgramSettings) | values(args, DRPConfig)).items()
              if value is not None}  # an option left out that a profile sets is None
-    chosen = profile_options(args.profile, args.method, given.get("popi_reviews", 0)) | given
+    chosen = with_profile(args.profile, args.method, given)
     configure_dspy(chosen.get("adapter", "json"), args.prompt_order)
     lms = stage_lms(args)
     run_fields = {f.name for f in fields(ProgramSettings)}

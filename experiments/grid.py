@@ -13,7 +13,7 @@ from typing import Any
 from ..data import SAMPLE_DIR, load_reviews
 from ..data.loading import ReviewData
 from ..programs import METHODS, STAGES, DRPConfig
-from ..runner import PROFILES, RUN_OPTIONS, RunSettings, profile_options
+from ..runner import PROFILES, RUN_OPTIONS, RunSettings, with_profile
 from ..serving import LMSpec, StageLMs
 
 if sys.version_info >= (3, 11):
@@ -124,8 +124,7 @@ class Grid:
         if clash:
             raise ValueError(f"variant {variant.name!r} contradicts method {method!r} on {sorted(clash)}")
         options = {**self.options, **variant.options}
-        profile = profile_options(options.pop("profile", GRID_PROFILE), method, options.get("popi_reviews", 0))
-        options = {**RUN_OPTIONS, **profile, **options}
+        options = {**RUN_OPTIONS, **with_profile(options.pop("profile", GRID_PROFILE), method, options)}
         run_options = {key: options.pop(key) for key in RUN_OPTIONS}
         lms = self.models[model].with_settings(temperature=temperature)
         settings = RunSettings.for_method(method, DRPConfig(**options), **run_options, lms=lms, data=data.source,

@@ -101,6 +101,15 @@ def profile_options(name: str, method: str, popi_reviews: int = 0) -> dict[str, 
     return {key: value for key, value in PROFILES[name].items() if history or key not in WITH_HISTORY}
 
 
+def with_profile(name: str, method: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The options `given` over profile `name`'s for `method`. The profile's way of picking a review goes with its
+    candidates: options that ask for one review (`review_candidates` 1, as on llama.cpp) have none to pick."""
+    chosen = profile_options(name, method, given.get("popi_reviews", 0)) | given
+    if chosen.get("review_candidates", 1) == 1 and "review_pick" not in given:
+        chosen.pop("review_pick", None)
+    return chosen
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunSettings(ProgramSettings):
     """A run over a split: the program's settings and which samples."""

@@ -309,6 +309,21 @@ def test_drp_run_starts_from_a_profile_that_options_override(options, expected, 
     assert (settings.adapter, program.past_reviews, program.style_hint, program.length_floor) == expected
 
 
+@pytest.mark.parametrize("options, expected", [
+    ([], (4, "similarity")),  # the cpu profile's candidates and its pick
+    (["--review-candidates", "1"], (1, "length")),  # one review (llama.cpp's advice): the profile's pick goes too
+    (["--review-candidates", "2"], (2, "similarity")),
+    (["--review-candidates", "3", "--review-pick", "length"], (3, "length")),
+])
+def test_the_profiles_review_pick_goes_with_its_candidates(options, expected, monkeypatch):
+    from drpkit.cli import commands as cli
+
+    monkeypatch.setattr("drpkit.serving.configure_dspy", lambda *args, **kwargs: None)
+    _, shared, _ = cli._setup(cli._parser().parse_args(["run", "--method", "rag", *options]))
+    program = RunSettings.for_method(**shared, data="sample").program
+    assert (program.review_candidates, program.review_pick) == expected
+
+
 def test_a_profile_leaves_what_needs_past_reviews_out_of_methods_without_them(monkeypatch):
     from drpkit.cli import commands as cli
     from drpkit.runner import PROFILES
