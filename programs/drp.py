@@ -82,8 +82,9 @@ class DRPConfig:
                 "(vLLM's continue_final_message; no chat turn to refuse or reply to)"})
     review_candidates: int = field(default=1, metadata={
         "help": "beyond the paper: Generate writes this many reviews, the greedy one and the rest sampled at "
-                "temperature 0.8 in one request (vLLM's n: one prefill for all), and keeps, of those that pass the "
-                "checks, the one --review-pick ranks first (1: the greedy one)"})
+                "temperature 0.8 in requests of up to 3 (vLLM's n; a run with more candidates reuses the answers "
+                "of one with fewer), and keeps, of those that pass the checks, the one --review-pick ranks first "
+                "(1: the greedy one)"})
     review_pick: Literal["length", "similarity"] = field(default="length", metadata={
         "help": "beyond the paper: which of Generate's review candidates is kept, from the past reviews shown: the "
                 "one whose length is nearest their median (length), or the one most like them in words, ROUGE-1 F "

@@ -241,6 +241,10 @@ class Generate(Stage):
 CANDIDATE_TEMPERATURE = 0.8
 """The temperature of Generate's sampled candidates (`candidates`): greedy decoding gives the 1.5B model's shortest
 reviews, sampled ones run longer (README, "Lengths")."""
+SAMPLED_PER_REQUEST = 3
+"""Generate's sampled candidates are asked for in requests of at most this many (vLLM's `n`), the first keyed in
+DSPy's cache as it always was and each later one by a rollout id of its own: a run with more candidates reuses
+the answers of a run with fewer and samples only the rest (vLLM's prefix cache serves the repeated prompt)."""
 
 
 def review_words(text: str) -> int:
@@ -275,18 +279,23 @@ def _review_part(text: str) -> str:
 
 def _best_candidate(predict: Callable[..., dspy.Prediction], candidates: int, score: Callable[[str], float],
                     usable: Check, record: list[dict[str, Any]]) -> Callable[..., dspy.Prediction]:
-    """`predict` answered once as configured and `candidates - 1` times more, sampled in one request (vLLM's `n`:
-    the prompt is computed once for all of them); of the answers that pass `usable`, the one `score` ranks first.
-    When none passes, the first answer, for the stage's checks to reject; when the sampled request has an answer
-    DSPy cannot parse (an empty one), the first answer alone. `record` holds each answer of the latest call."""
+    """`predict` answered once as configured and `candidates - 1` times more, sampled in requests of at most
+    `SAMPLED_PER_REQUEST` (vLLM's `n`: the prompt is computed once for all of a request's); of the answers that pass
+    `usable`, the one `score` ranks first. When none passes, the first answer, for the stage's checks to reject; a
+    sampled request with an answer DSPy cannot parse (an empty one) adds none. `record` holds each answer of the
+    latest call."""
     def best(config: dict[str, Any] | None = None, **inputs: Any) -> dspy.Prediction:
         config = config or {}
-        first = predict(**inputs, config=config)
-        try:
-            sampled = predict(**inputs, config={**config, "n": candidates - 1, "temperature": CANDIDATE_TEMPERATURE})
-            answers = [first, *(dspy.Prediction(review=review) for review in sampled.completions.review)]
-        except AdapterParseError:
-            answers = [first]
+        answers = [predict(**inputs, config=config)]
+        for start in range(0, candidates - 1, SAMPLED_PER_REQUEST):
+            # the first request as runs have always sent it (a retry's rollout id, if any); later ones apart
+            rollout = {} if start == 0 else {"rollout_id": f"{config.get('rollout_id', 0)}-{start}"}
+            n = min(SAMPLED_PER_REQUEST, candidates - 1 - start)
+            try:
+                sampled = predict(**inputs, config={**config, **rollout, "n": n, "temperature": CANDIDATE_TEMPERATURE})
+            except AdapterParseError:
+                continue
+            answers += [dspy.Prediction(review=review) for review in sampled.completions.review]
         fit = [usable(answer) is None for answer in answers]
         scores = [score(answer.review or "") for answer in answers]
         kept = max((i for i, ok in enumerate(fit) if ok), key=scores.__getitem__, default=0)  # ties: the earlier

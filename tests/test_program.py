@@ -653,6 +653,19 @@ def test_candidates_keep_the_usable_review_nearest_the_median_past_length(tiny_d
     assert "n" not in greedy and sampled["n"] == 3 and sampled["temperature"] == 0.8
 
 
+def test_more_candidates_repeat_the_first_sampled_request_and_ask_the_rest_apart(tiny_data):
+    task = build_task(tiny_data.rows["test"][2], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    requests = {}
+    for candidates in (4, 8):
+        lm = DummyLM([{"review": words(15 + i, "review")} for i in range(candidates)], adapter=dspy.ChatAdapter())
+        with dspy.context(lm=lm):
+            Generate(review_candidates=candidates)(task.item, task.history, None, 4.0, "ok", usage=Usage(), sources=[])
+        requests[candidates] = [call["kwargs"] for call in lm.history]
+    assert requests[8][:2] == requests[4]  # what a run with 4 asked, a run with 8 asks alike: DSPy's cache answers
+    later = requests[8][2:]
+    assert [r["n"] for r in later] == [3, 1] and len({r["rollout_id"] for r in later}) == 2
+
+
 def test_with_no_usable_candidate_the_greedy_answer_is_retried_as_any_answer(tiny_data):
     task = build_task(tiny_data.rows["test"][2], tiny_data, num_retrieved=3, num_compared=0, m=4)
     refusal = "I'm sorry, but I can't assist with that request."
