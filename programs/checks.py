@@ -32,6 +32,10 @@ _COMMENTARY = re.compile(
     r"(?:matches|demonstrates|expresses|reflects|provides|ends|adheres|meets|includes|captures|conveys"
     r"|highlights|also|is\s+(?:highly|clear|concise|well|written|overwhelmingly|positive|negative|entirely|consistent"
     r"|informative|\d))))\b", re.IGNORECASE)
+# a heading line ("#Personal Note#", "## Summary"): the sampled 1.5B model went on under one to describe its reviews
+# ("For each individual item, I am providing detailed reviews"); no review of the shared data has a line starting
+# with "#" ("#1 on the charts" is no heading)
+_HEADING = re.compile(r"\s*^[ \t]*#+[ \t]*[^\W\d]", re.MULTILINE)
 COPY_SPAN_WORDS = 12
 MIN_WORDS = 3  # shorter answers count as empty
 COPY_SHARE = 0.5
@@ -48,9 +52,9 @@ def _words(text: str) -> list[str]:
 
 
 def commentary_start(review: str) -> int | None:
-    """Where `review` stops being the review and starts commenting on it, if it does."""
-    match = _COMMENTARY.search(review)
-    return match.start() if match else None
+    """Where `review` stops being the review and starts commenting on it (or goes on under a heading), if it does."""
+    starts = [match.start() for match in (_COMMENTARY.search(review), _HEADING.search(review)) if match]
+    return min(starts, default=None)
 
 
 def review_problem(review: str | None, sources: list[str]) -> str | None:

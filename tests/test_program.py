@@ -217,6 +217,13 @@ def test_a_comment_on_the_review_is_where_it_ends_but_a_reviewers_own_words_are_
         assert commentary_start(f"{review} {own}") is None
 
 
+def test_a_heading_line_ends_the_review_but_a_chart_position_does_not():
+    review = "Great album, I play it every week."
+    for heading in ("#Personal Note#\n\nFor each individual item, I am providing detailed reviews.", "## Summary"):
+        assert commentary_start(f"{review}\n\n{heading}") == len(review)
+    assert commentary_start(f"{review}\n#1 on the charts for a month, and rightly.") is None
+
+
 def test_generate_cuts_a_comment_on_its_review_and_records_the_cut(tiny_data):
     task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=0, m=4)
     usage = Usage()
