@@ -239,9 +239,9 @@ def _check_engine_settings(args: argparse.Namespace, bases: list[str]) -> None:
     if candidates is None:  # the profile's
         candidates = profile_options(args.profile, args.method, args.popi_reviews or 0).get("review_candidates", 1)
         if candidates > 1:
-            raise UsageError(f"--profile {args.profile} writes {candidates} review candidates in one request (vLLM's "
-                             "n), which llama.cpp's server does not have (one choice only); add --review-candidates "
-                             "1 to write one review, or serve with vLLM")
+            raise UsageError(f"--profile {args.profile} writes {candidates} review candidates, several answers to "
+                             "a request (vLLM's n), which llama.cpp's server does not have (one choice only); add "
+                             "--review-candidates 1 to write one review, or serve with vLLM")
     if candidates > 1:
         raise UsageError("--review-candidates: several answers to one request (vLLM's n), which llama.cpp's server "
                          "does not have (one choice only); serve with vLLM, or leave --review-candidates at 1")

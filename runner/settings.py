@@ -78,10 +78,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     # (rag: no refusal, ROUGE-L best; as a chat turn it refused and fell significantly below non-p); non-p and POPI
     # without reviews, which show none, are asked in a chat turn (as a one-entry document: significantly lower
     # BLEU and METEOR, and POPI significantly lower on all four scores, its reviews a third of the references').
-    # Generate writes 4 candidates and keeps the one most like the past reviews shown: on 40 held-out users, rag's
-    # BLEU +0.83 [+0.20, +1.38] and METEOR +0.032 over its greedy review, ROUGE-L -0.007 (n.s.), length ratio 0.52
-    # to 0.75, for about 2.6 times the decoding.
-    "cpu": {"adapter": "text", "past_reviews": "document", "repetition_penalty": 1.15, "review_candidates": 4,
+    # Generate writes 8 candidates and keeps the one most like the past reviews shown: on 40 held-out users, rag's
+    # BLEU +1.24 [+0.21, +2.04], METEOR and ROUGE-1 up over its greedy review, ROUGE-L -0.008 (n.s.), length ratio
+    # 0.52 to 0.84 (4 candidates: 0.75), for about 5 times the decoding.
+    "cpu": {"adapter": "text", "past_reviews": "document", "repetition_penalty": 1.15, "review_candidates": 8,
             "review_pick": "similarity"},
 }
 DEFAULT_PROFILE = "cpu"

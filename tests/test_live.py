@@ -126,6 +126,6 @@ def test_generate_continues_a_document_of_the_users_reviews(runs):
     assert row["status"] == "ok", row.get("failures") or row.get("error")
     assert len(row["history"]) == 4 and review_problem(row["prediction"], []) is None
     assert not row["prediction"].lstrip().startswith(("Review:", "Item:"))
-    # the default profile's candidates: the greedy review and three sampled in one request (the greedy alone if
-    # the sampled answer does not parse), the one kept recorded
-    assert len(row["candidates"]) in (1, 4) and [c["picked"] for c in row["candidates"]].count(True) == 1
+    # the default profile's candidates: the greedy review and seven sampled in requests of 3, 3 and 1 (a request
+    # whose answers do not parse adds none), the one kept recorded
+    assert len(row["candidates"]) in (1, 2, 4, 5, 7, 8) and [c["picked"] for c in row["candidates"]].count(True) == 1

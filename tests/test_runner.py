@@ -310,7 +310,7 @@ def test_drp_run_starts_from_a_profile_that_options_override(options, expected, 
 
 
 @pytest.mark.parametrize("options, expected", [
-    ([], (4, "similarity")),  # the cpu profile's candidates and its pick
+    ([], (8, "similarity")),  # the cpu profile's candidates and its pick
     (["--review-candidates", "1"], (1, "length")),  # one review (llama.cpp's advice): the profile's pick goes too
     (["--review-candidates", "2"], (2, "similarity")),
     (["--review-candidates", "3", "--review-pick", "length"], (3, "length")),
