@@ -86,9 +86,9 @@ class DRPConfig:
                 "of one with fewer), and keeps, of those that pass the checks, the one --review-pick ranks first "
                 "(1: the greedy one)"})
     review_pick: Literal["length", "similarity"] = field(default="length", metadata={
-        "help": "beyond the paper: which of Generate's review candidates is kept, from the past reviews shown: the "
-                "one whose length is nearest their median (length), or the one most like them in words, ROUGE-1 F "
-                "(similarity)"})
+        "help": "beyond the paper: which of Generate's review candidates is kept, from the user's past reviews (those "
+                "shown; popi without --popi-reviews: those its summary read): the one whose length is nearest their "
+                "median (length), or the one most like them in words, ROUGE-1 F (similarity)"})
     repetition_penalty: float = field(default=1.0, metadata={
         "help": "beyond the paper: vLLM's repetition_penalty on Generate's review, e.g. 1.15 (above 1: a token of "
                 "the prompt or of the review so far is less likely again, so loops end; 1: off)"})
@@ -264,10 +264,11 @@ class DRP(dspy.Module):
         sources = [review.text for _, review in task.history] + [t for t in (summary, task.item.description) if t]
         rating, title = task.target.rating, task.target.title
         if not self.config.rrp:
+            measured = task.history or self.summarized(task)  # POPI shows none: those its summary read
             return self.generate(
                 task.item, task.history, summary, rating, title, usage=work.usage, sources=sources,
                 length=typical_length(task) if self.config.length_hint else None,
-                budget=review_budget(task.history or self.summarized(task)),
+                budget=review_budget(measured), measured=measured,
                 style=measured_style(task, compared) if self.config.style_hint else None,
                 min_tokens=review_floor(task, self.config.length_floor) if self.config.length_floor else None,
                 record=work.candidates,

@@ -11,7 +11,10 @@ from .drp import DRPConfig
 FROM_HISTORY = {"length_hint": False, "style_hint": False, "length_floor": 0.0, "review_candidates": 1,
                 "review_pick": "length"}
 """Program settings measured from the past reviews shown, with their value when off: a method that shows none
-cannot have them."""
+cannot have them, save `FROM_SUMMARIZED`."""
+FROM_SUMMARIZED = ("review_candidates", "review_pick")
+"""Those of `FROM_HISTORY` that a method showing no past review can have when a per-user summary reads the user's
+(POPI): Generate's candidates are picked in code against the reviews the summary read, none of them shown."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,10 @@ class Method:
         """The program config and the retrieval sizes this method runs with."""
         config = replace(config, **self.config)
         num_retrieved = self.shown(num_retrieved, config.popi_reviews)
+        summarized = config.user_summary != "none"
         for hint in FROM_HISTORY:
-            if getattr(config, hint) != FROM_HISTORY[hint] and num_retrieved == 0:
+            if (getattr(config, hint) != FROM_HISTORY[hint] and num_retrieved == 0
+                    and not (summarized and hint in FROM_SUMMARIZED)):
                 raise ValueError(f"{self.name} shows no past reviews (num_retrieved 0), so it has no length or "
                                  f"style to go by ({hint})")
         return config, num_retrieved, num_compared if self.compare else 0

@@ -196,15 +196,19 @@ class Generate(Stage):
     def forward(self, item: Item, history: Sequence[tuple[Item, Review]], profile: str | None, rating: float,
                 review_title: str, usage: Usage, sources: list[str], length: str | None = None,
                 budget: int | None = None, style: str | None = None, min_tokens: int | None = None,
-                record: list[dict[str, Any]] | None = None) -> str:
-        """With `candidates` above 1, the past reviews shown pick the review among them (`candidate_score`), and
-        `record` gets every candidate of the last attempt; without past reviews the greedy review is the only one."""
+                record: list[dict[str, Any]] | None = None,
+                measured: Sequence[tuple[Item, Review]] | None = None) -> str:
+        """With `candidates` above 1, the user's past reviews pick the review among them (`candidate_score`), and
+        `record` gets every candidate of the last attempt; without past reviews the greedy review is the only one.
+        The pick and the length check measure against `measured`, the past reviews the program knows: those shown
+        (the default), or for POPI, which shows none, those its summary read (measured in code, never shown)."""
+        measured = history if measured is None else measured
         def not_a_review(prediction: dspy.Prediction) -> str | None:
             # the instruction as it is now (an optimizer may have changed it) is in the prompt too
             return review_problem(prediction.review, [*sources, self.predict.signature.instructions])
 
         def too_short(prediction: dspy.Prediction) -> str | None:  # retried, but better than no review
-            return too_short_problem(prediction.review, [review.text for _, review in history])
+            return too_short_problem(prediction.review, [review.text for _, review in measured])
 
         inputs = {"item": format_item(item), "rating": rating, "review_title": review_title,
                   self.profile_field: profile, "review_length": length, "writing_style": style}
@@ -215,8 +219,8 @@ class Generate(Stage):
                       "review": review.text} for it, review in reversed(history)]
         signature, inputs = _given(self.predict.signature, inputs)
         predict = self.predict
-        if self.candidates > 1 and history:  # a user with no past review: the greedy one alone
-            predict = _best_candidate(predict, self.candidates, candidate_score(self.pick, history),
+        if self.candidates > 1 and measured:  # a user with no past review: the greedy one alone
+            predict = _best_candidate(predict, self.candidates, candidate_score(self.pick, measured),
                                       usable=lambda p: not_a_review(p) or too_short(p),
                                       record=record if record is not None else [])
         with dspy.context(**self.framing()):

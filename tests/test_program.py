@@ -808,6 +808,25 @@ def test_popi_reviews_shows_a_few_retrieved_reviews_beside_the_summary(train_dat
     assert PREFERENCES in prompt and prompt.count("Review 1 (of ") == 1 and "Review 2 (of " not in prompt
 
 
+def test_popi_picks_its_candidates_against_the_reviews_its_summary_read_without_showing_them(train_data):
+    own = "The production of album 2 is clean again: a wide stereo image, a tight low end, restrained compression."
+    answers = [{"review": words(15, "greedy")}, {"review": own}, {"review": words(14, "other")}]
+    program, lms, num_retrieved, num_compared = method_program(
+        "popi", lms=stage_lms(generate=answers), review_candidates=3, review_pick="similarity")
+    task, _ = train_tasks(train_data, "u2", num_retrieved, num_compared)
+    assert num_retrieved == 0 and not task.history
+    assert program(task=task).review == own
+    assert all("clean: wide stereo image" not in prompt for prompt in prompts(lms["generate"]))
+
+
+def test_popis_answer_far_shorter_than_the_reviews_its_summary_read_is_retried(train_data):
+    answers = [{"review": words(4, "fine")}, {"review": REVIEW}]
+    program, lms, num_retrieved, num_compared = method_program("popi", lms=stage_lms(generate=answers))
+    task, _ = train_tasks(train_data, "u2", num_retrieved, num_compared)
+    prediction = program(task=task)
+    assert prediction.review == REVIEW and "far shorter" in prediction.retries[0]["problem"]
+
+
 def test_a_failed_per_user_summary_fails_each_target_of_the_user_without_a_second_try(train_data):
     empty = [{"preferences": ""}] * 2
     program, lms, num_retrieved, num_compared = method_program("popi", lms=stage_lms(infer=empty), attempts=2)
