@@ -36,6 +36,11 @@ _COMMENTARY = re.compile(
 # ("For each individual item, I am providing detailed reviews"); no review of the shared data has a line starting
 # with "#" ("#1 on the charts" is no heading)
 _HEADING = re.compile(r"\s*^[ \t]*#+[ \t]*[^\W\d]", re.MULTILINE)
+# a first line that announces the review ("Sure, here's the review text in your own voice:", "Sure, I'd be happy to
+# write your review for you. Let's dive into it."): the 1.5B model, asked in a chat turn, opened about 1 review in 40
+# so; no review of the shared data has a line break, and those that open with "Sure" or "Here's" go on in the line
+_LEAD_IN = re.compile(r"\A\W*(?:sure|certainly|of course|absolutely|okay|here(?:'s| is)|below is)\b[^\n]{0,120}?"
+                      r"\breview\b[^\n]{0,80}\n\s*(?=\S)", re.IGNORECASE)
 COPY_SPAN_WORDS = 12
 MIN_WORDS = 3  # shorter answers count as empty
 COPY_SHARE = 0.5
@@ -55,6 +60,12 @@ def commentary_start(review: str) -> int | None:
     """Where `review` stops being the review and starts commenting on it (or goes on under a heading), if it does."""
     starts = [match.start() for match in (_COMMENTARY.search(review), _HEADING.search(review)) if match]
     return min(starts, default=None)
+
+
+def lead_in_end(review: str) -> int | None:
+    """Where the review starts after a line of its own that announces it, if one does."""
+    match = _LEAD_IN.match(review)
+    return match.end() if match else None
 
 
 def review_problem(review: str | None, sources: list[str]) -> str | None:

@@ -31,7 +31,7 @@ from ..signatures import (
 )
 
 from .calls import call_stage
-from .checks import (commentary_start, copy_problem, feature_list_problem, forced_problem, refusal_problem,
+from .checks import (commentary_start, copy_problem, lead_in_end, feature_list_problem, forced_problem, refusal_problem,
                      review_problem, skipped_level_problem, too_short_problem, uncited_problem)
 from .formatting import format_history, format_item, format_numbered_features, format_others, format_review
 from .usage import Usage
@@ -277,8 +277,9 @@ def candidate_score(pick: Literal["length", "similarity"],
 
 
 def _review_part(text: str) -> str:
+    """`text` without a line announcing it or a comment after it (`lead_in_end`, `commentary_start`)."""
     start = commentary_start(text)
-    return text[:start] if start is not None else text
+    return text[lead_in_end(text) or 0:start]
 
 
 def _best_candidate(predict: Callable[..., dspy.Prediction], candidates: int, score: Callable[[str], float],
@@ -311,15 +312,20 @@ def _best_candidate(predict: Callable[..., dspy.Prediction], candidates: int, sc
 
 def _review_only(stage: str, predict: dspy.Predict, usage: Usage) -> Callable[..., dspy.Prediction]:
     """`predict`, its review cut where the model stops writing it and starts commenting on it
-    (`commentary_start`): the review before is kept, and checked as any answer. A cut asks nothing again; it is
-    recorded with the sample's retries, so that it is seen."""
+    (`commentary_start`), and after a line announcing it (`lead_in_end`): the review between is kept, and checked as
+    any answer. A cut asks nothing again; it is recorded with the sample's retries, so that it is seen."""
     def review_only(**inputs: Any) -> dspy.Prediction:
         prediction = predict(**inputs)
-        start = commentary_start(prediction.review or "")
-        if start is not None:
+        text = prediction.review or ""
+        start, end = lead_in_end(text), commentary_start(text)
+        if end is not None:
             usage.retries.append({"stage": stage, "problem": "a comment on the review, cut off (not retried): "
-                                                             f"{prediction.review[start:].strip()[:300]!r}"})
-            prediction.review = prediction.review[:start].rstrip()
+                                                             f"{text[end:].strip()[:300]!r}"})
+        if start is not None:
+            usage.retries.append({"stage": stage, "problem": "a line announcing the review, cut off (not retried): "
+                                                             f"{text[:start].strip()[:300]!r}"})
+        if start is not None or end is not None:
+            prediction.review = text[start or 0:end].rstrip()
         return prediction
     return review_only
 

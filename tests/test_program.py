@@ -10,7 +10,7 @@ from drpkit.data.tasks import build_task
 from drpkit.serving import (DocumentAdapter, InputsFirstJSONAdapter, TextAdapter, ThinkingChatAdapter,
                             ThinkingJSONAdapter, repetition_penalty, strip_thinking)
 from drpkit.programs import DRP, STAGES, DRPConfig, Extract, Generate, StageFailure, Summarize, Usage, Validate
-from drpkit.programs.checks import commentary_start, review_problem
+from drpkit.programs.checks import commentary_start, lead_in_end, review_problem
 from drpkit.programs.formatting import format_item
 from drpkit.signatures import (REVIEW_DOCUMENT, DifferenceFeature, ExtractDifferences, GenerateReview, SummarizeProfile,
                                ValidateDifferences)
@@ -233,6 +233,21 @@ def test_generate_cuts_a_comment_on_its_review_and_records_the_cut(tiny_data):
     assert review == REVIEW and usage.stages["generate"]["calls"] == 1  # nothing asked again
     assert usage.retries == [{"stage": "generate",
                               "problem": f"a comment on the review, cut off (not retried): {comment!r}"}]
+
+
+def test_a_line_announcing_the_review_is_cut_but_a_review_opening_with_sure_is_not(tiny_data):
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    for lead_in in ("Sure, here's the review text in your own voice:",
+                    "Sure, I'd be happy to write your review for you. Let's dive into it."):
+        usage = Usage()
+        with dspy.context(lm=DummyLM([{"review": f"{lead_in}\n\n{REVIEW}"}])):
+            review = Generate()(task.item, task.history, "s", 5.0, "ok", usage=usage, sources=[])
+        assert review == REVIEW and usage.stages["generate"]["calls"] == 1  # nothing asked again
+        assert usage.retries == [{"stage": "generate",
+                                  "problem": f"a line announcing the review, cut off (not retried): {lead_in!r}"}]
+    for own in ("Sure, Michael Jackson sold more! But this review is about a better song.",
+                "Here's why this album matters: when I was twelve my review of it won a prize. It still does."):
+        assert lead_in_end(own) is None
 
 
 def test_drp_program_end_to_end_keeps_intermediates(tiny_data):
