@@ -31,7 +31,7 @@ from ..signatures import (
 )
 
 from .calls import call_stage
-from .checks import (commentary_start, copy_problem, lead_in_end, feature_list_problem, forced_problem, refusal_problem,
+from .checks import (commentary_start, copy_problem, feature_list_problem, forced_problem, lead_in_end, refusal_problem,
                      review_problem, skipped_level_problem, too_short_problem, uncited_problem)
 from .formatting import format_history, format_item, format_numbered_features, format_others, format_review
 from .usage import Usage
@@ -276,10 +276,15 @@ def candidate_score(pick: Literal["length", "similarity"],
     return lambda text: scorer.score(past, _review_part(text))["rouge1"].fmeasure
 
 
+def _review_span(text: str) -> tuple[int | None, int | None]:
+    """Where the review in `text` starts after a line announcing it (`lead_in_end`) and ends before a comment on it
+    (`commentary_start`): None where `text` has neither."""
+    return lead_in_end(text), commentary_start(text)
+
+
 def _review_part(text: str) -> str:
-    """`text` without a line announcing it or a comment after it (`lead_in_end`, `commentary_start`)."""
-    start = commentary_start(text)
-    return text[lead_in_end(text) or 0:start]
+    start, end = _review_span(text)
+    return text[start or 0:end]
 
 
 def _best_candidate(predict: Callable[..., dspy.Prediction], candidates: int, score: Callable[[str], float],
@@ -317,7 +322,7 @@ def _review_only(stage: str, predict: dspy.Predict, usage: Usage) -> Callable[..
     def review_only(**inputs: Any) -> dspy.Prediction:
         prediction = predict(**inputs)
         text = prediction.review or ""
-        start, end = lead_in_end(text), commentary_start(text)
+        start, end = _review_span(text)
         if end is not None:
             usage.retries.append({"stage": stage, "problem": "a comment on the review, cut off (not retried): "
                                                              f"{text[end:].strip()[:300]!r}"})
