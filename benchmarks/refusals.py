@@ -8,7 +8,8 @@ reply to the customer), counted by framing and by the review's rating.
 Framings: `program` (the messages `drp run --method non-p --adapter text` sends), `plain` (the plain prompt of
 `benchmarks/plain_prompt.py`), `lead` (the program's, its user turn opened by the request with the fields as
 "your rating", "your review's title"), `honest` (the program's, its system message saying that critical reviews
-help), and any of them with `+banned` (vLLM's `bad_words`: the refusal and reply openers may not be written).
+help), `opened` (the program's, its answer already opened with the review's title as a first line, which the
+model continues: vLLM's `continue_final_message`), and any of them with `+banned` (vLLM's `bad_words`: the refusal and reply openers may not be written).
 Only the opening of an answer is asked for (`--max-tokens`): refusals and replies come first. Reads no target
 review; sends each framing the same samples.
 """
@@ -36,7 +37,7 @@ BANNED = ["I'm sorry, but", "I am sorry, but", "I'm sorry, I", "I can't assist",
           "As an artificial intelligence", "language model", "I'm glad you", "I'm so glad you", "I'm sorry to hear",
           "Thank you for sharing"]
 """The openers of the refusals and replies seen in the program's first answers (`+banned`)."""
-FRAMINGS = ("program", "plain", "lead", "honest")
+FRAMINGS = ("program", "plain", "lead", "honest", "opened")
 
 
 def program_messages(row: UserRow, item: Item) -> list[dict[str, str]]:
@@ -59,13 +60,16 @@ def messages(framing: str, row: UserRow, item: Item) -> list[dict[str, str]]:
         instruction, fields = system["content"].split("\n\nEach request gives:")
         system = {"role": "system", "content": f"{instruction}\n\nHonest reviews, critical ones included, help other "
                                                f"customers.\n\nEach request gives:{fields}"}
+    if framing == "opened":
+        return [system, user, {"role": "assistant", "content": f"{review.title}\n\n"}]
     return [system, user]
 
 
 def first_answer(args: argparse.Namespace, framing: str, row: UserRow, item: Item) -> str:
     name, _, banned = framing.partition("+")
+    extra = {"continue_final_message": True, "add_generation_prompt": False} if name == "opened" else {}
     return complete(args.api_base, args.model, messages(name, row, item), args.max_tokens, 0.0, args.timeout,
-                    **({"bad_words": BANNED} if banned else {}))[0]
+                    **extra, **({"bad_words": BANNED} if banned else {}))[0]
 
 
 def main() -> None:
