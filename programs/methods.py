@@ -39,6 +39,11 @@ class Method:
         set (RRP's template writes from them instead, as a block)."""
         return not self.config.get("rrp") and self.shown(1, popi_reviews) > 0
 
+    def summarizes_user(self) -> bool:
+        """Whether a per-user summary reads the user's past reviews (POPI, LLM-TRSR, P-DB), so that Generate's
+        candidates can be picked against them though none is shown (`FROM_SUMMARIZED`)."""
+        return self.config.get("user_summary", "none") != "none"
+
     def apply(self, config: DRPConfig, num_retrieved: int, num_compared: int) -> tuple[DRPConfig, int, int]:
         """The program config and the retrieval sizes this method runs with."""
         config = replace(config, **self.config)

@@ -341,8 +341,9 @@ def test_a_profile_leaves_what_needs_past_reviews_out_of_methods_without_them(mo
 
 @pytest.mark.parametrize("profile", ["cpu", "paper"])
 def test_every_method_takes_every_profile(profile, monkeypatch):
-    """A profile sets only what a method can take (RRP refuses a document framing: its template reads a block) and
-    frames past reviews only for a method that shows some (not non-p, nor POPI's summary alone)."""
+    """A profile sets only what a method can take (RRP refuses a document framing: its template reads a block),
+    frames past reviews only for a method that shows some (not non-p, nor POPI's summary alone) and gives review
+    candidates to those and to POPI, whose summary read the reviews they are picked against."""
     from drpkit.cli import commands as cli
     from drpkit.programs import METHODS
 
@@ -353,6 +354,8 @@ def test_every_method_takes_every_profile(profile, monkeypatch):
         program = RunSettings.for_method(**shared, data="sample").program
         framed = profile == "cpu" and (method not in ("non-p", "rrp", "popi") or bool(options))
         assert (program.past_reviews == "document") == framed, args
+        picked = profile == "cpu" and method not in ("non-p", "rrp")
+        assert (program.review_candidates > 1) == picked, args
 
 
 def method_run(method, data, out, limit=None, concurrency=4, **program):
