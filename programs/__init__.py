@@ -7,6 +7,6 @@ from .stages import CrossCheck, Distill, Extract, Generate, Infer, Reason, Recap
 from .usage import Usage
 from .users import UserProfiles
 
-__all__ = ["DRP", "DRPConfig", "FROM_HISTORY", "FROM_SUMMARIZED", "METHODS", "Method", "REVIEW_STAGES", "STAGES", "CrossCheck", "Distill",
-           "Extract", "Generate", "Infer", "Reason", "Recap", "Refine", "Stage", "StageFailure", "Summarize", "Usage",
-           "UserProfiles", "Validate", "call_stage", "stage_names"]
+__all__ = ["DRP", "DRPConfig", "FROM_HISTORY", "FROM_SUMMARIZED", "METHODS", "Method", "REVIEW_STAGES", "STAGES",
+           "CrossCheck", "Distill", "Extract", "Generate", "Infer", "Reason", "Recap", "Refine", "Stage",
+           "StageFailure", "Summarize", "Usage", "UserProfiles", "Validate", "call_stage", "stage_names"]
