@@ -9,7 +9,8 @@ Framings: `program` (the messages `drp run --method non-p --adapter text` sends)
 `benchmarks/plain_prompt.py`), `lead` (the program's, its user turn opened by the request with the fields as
 "your rating", "your review's title"), `honest` (the program's, its system message saying that critical reviews
 help), `opened` (the program's, its answer already opened with the review's title as a first line, which the
-model continues: vLLM's `continue_final_message`), and any of them with `+banned` (vLLM's `bad_words`: the refusal and reply openers may not be written).
+model continues as the document framing's entries are), and any of them with `+banned` (vLLM's `bad_words`: the
+refusal and reply openers may not be written).
 Only the opening of an answer is asked for (`--max-tokens`): refusals and replies come first. Reads no target
 review; sends each framing the same samples.
 """
@@ -30,7 +31,7 @@ from drpkit.data import SAMPLE_DIR, load_reviews
 from drpkit.data.schema import Item, UserRow
 from drpkit.programs.checks import refusal_problem, reply_problem
 from drpkit.programs.formatting import format_item
-from drpkit.serving.adapters import ADAPTERS
+from drpkit.serving.adapters import ADAPTERS, DocumentAdapter
 from drpkit.signatures.generate import GenerateReview
 
 BANNED = ["I'm sorry, but", "I am sorry, but", "I'm sorry, I", "I can't assist", "I cannot assist", "As an AI",
@@ -67,7 +68,7 @@ def messages(framing: str, row: UserRow, item: Item) -> list[dict[str, str]]:
 
 def first_answer(args: argparse.Namespace, framing: str, row: UserRow, item: Item) -> str:
     name, _, banned = framing.partition("+")
-    extra = {"continue_final_message": True, "add_generation_prompt": False} if name == "opened" else {}
+    extra = DocumentAdapter.CONTINUE if name == "opened" else {}
     return complete(args.api_base, args.model, messages(name, row, item), args.max_tokens, 0.0, args.timeout,
                     **extra, **({"bad_words": BANNED} if banned else {}))[0]
 

@@ -283,6 +283,7 @@ def _review_span(text: str) -> tuple[int | None, int | None]:
 
 
 def _review_part(text: str) -> str:
+    """The review in `text` (`_review_span`), as the pick and the length check measure it."""
     start, end = _review_span(text)
     return text[start or 0:end]
 
