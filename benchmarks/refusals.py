@@ -9,9 +9,11 @@ Framings: `program` (the messages `drp run --method non-p --adapter text` sends)
 `benchmarks/plain_prompt.py`), `lead` (the program's, its user turn opened by the request with the fields as
 "your rating", "your review's title"), `honest` (the program's, its system message saying that critical reviews
 help), `opened` (the program's, its answer already opened with the review's title as a first line, which the
-model continues as the document framing's entries are), and any of them with `+banned` (vLLM's `bad_words`: the
-refusal and reply openers may not be written).
-Only the opening of an answer is asked for (`--max-tokens`): refusals and replies come first. Reads no target
+model continues as the document framing's entries are), `entry` (the program's with `--open-answer`: its answer
+begun as a review page's entry, the rating and the review's title, then "Review:"), and any of them with
+`+banned` (vLLM's `bad_words`: the refusal and reply openers may not be written).
+Only the opening of an answer is asked for (`--max-tokens`): refusals and replies come first; with several hundred
+tokens the median length of the answers that are reviews says what a framing does to length too. Reads no target
 review; sends each framing the same samples.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -29,28 +32,34 @@ from plain_prompt import messages as plain_messages
 
 from drpkit.data import SAMPLE_DIR, load_reviews
 from drpkit.data.schema import Item, UserRow
-from drpkit.programs.checks import refusal_problem, reply_problem
+from drpkit.programs.checks import refusal_problem, reply_problem, review_problem
 from drpkit.programs.formatting import format_item
-from drpkit.serving.adapters import ADAPTERS, DocumentAdapter
+from drpkit.serving.adapters import ADAPTERS, ContinuedAdapter, OpenedAnswerAdapter
 from drpkit.signatures.generate import GenerateReview
 
 BANNED = ["I'm sorry, but", "I am sorry, but", "I'm sorry, I", "I can't assist", "I cannot assist", "As an AI",
           "As an artificial intelligence", "language model", "I'm glad you", "I'm so glad you", "I'm sorry to hear",
           "Thank you for sharing"]
 """The openers of the refusals and replies seen in the program's first answers (`+banned`)."""
-FRAMINGS = ("program", "plain", "lead", "honest", "opened")
+FRAMINGS = ("program", "plain", "lead", "honest", "opened", "entry")
 
 
-def program_messages(row: UserRow, item: Item) -> list[dict[str, str]]:
-    """As `non-p` asks: Generate's signature without the inputs it lacks (past reviews, profile summary)."""
+def program_messages(row: UserRow, item: Item, open_answer: bool = False) -> list[dict[str, str]]:
+    """As `non-p` asks: Generate's signature without the inputs it lacks (past reviews, profile summary), with its
+    answer begun as `--open-answer` begins it."""
     signature = GenerateReview.delete("past_reviews").delete("profile_summary")
     inputs = {"item": format_item(item), "rating": row.data.rating, "review_title": row.data.title}
-    return ADAPTERS["text"]["inputs-first"]().format(signature, [], inputs)
+    adapter = ADAPTERS["text"]["inputs-first"]()
+    if open_answer:
+        adapter = OpenedAnswerAdapter(("rating", "review_title"), adapter)
+    return adapter.format(signature, [], inputs)
 
 
 def messages(framing: str, row: UserRow, item: Item) -> list[dict[str, str]]:
     if framing == "plain":
         return plain_messages(row, item)
+    if framing == "entry":
+        return program_messages(row, item, open_answer=True)
     system, user = program_messages(row, item)
     review = row.data
     if framing == "lead":
@@ -68,7 +77,7 @@ def messages(framing: str, row: UserRow, item: Item) -> list[dict[str, str]]:
 
 def first_answer(args: argparse.Namespace, framing: str, row: UserRow, item: Item) -> str:
     name, _, banned = framing.partition("+")
-    extra = DocumentAdapter.CONTINUE if name == "opened" else {}
+    extra = ContinuedAdapter.CONTINUE if name in ("opened", "entry") else {}
     return complete(args.api_base, args.model, messages(name, row, item), args.max_tokens, 0.0, args.timeout,
                     **extra, **({"bad_words": BANNED} if banned else {}))[0]
 
@@ -78,11 +87,14 @@ def main() -> None:
     parser.add_argument("--data", default="sample")
     parser.add_argument("--split", default="train")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--max-rating", type=float, default=5.0,
+                        help="only the samples rated at most this (e.g. 3: the critical reviews the model refuses)")
     parser.add_argument("--framings", nargs="+", default=[*FRAMINGS, "program+banned"],
                         help=f"among {FRAMINGS}, each optionally with +banned")
     parser.add_argument("--api-base", default="http://127.0.0.1:8000/v1")
     parser.add_argument("--model", default="drp-default")
-    parser.add_argument("--max-tokens", type=int, default=60)
+    parser.add_argument("--max-tokens", type=int, default=60,
+                        help="the answer's tokens: its opening (60) for refusals, several hundred for its length too")
     parser.add_argument("--concurrency", type=int, default=24)
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--out", type=Path, default=None, help="a JSON file for every answer, to read them")
@@ -94,7 +106,7 @@ def main() -> None:
     data = load_reviews(SAMPLE_DIR if args.data == "sample" else args.data)
     if args.split not in data.rows:
         sys.exit(f"split {args.split!r} is not in the data (have: {sorted(data.rows)})")
-    rows = data.rows[args.split][: args.limit] if args.limit else data.rows[args.split]
+    rows = [row for row in data.rows[args.split] if row.data.rating <= args.max_rating][: args.limit]
     jobs = [(framing, row, data.items.get(row.data.asin) or Item(asin=row.data.asin, title=""))
             for row in rows for framing in args.framings]
     try:
@@ -105,20 +117,26 @@ def main() -> None:
 
     kinds: dict[str, Counter] = defaultdict(Counter)
     refused_by_rating: dict[str, Counter] = defaultdict(Counter)
+    words: dict[str, list[int]] = defaultdict(list)
     records = []
-    for (framing, row, _), answer in zip(jobs, answers):
-        kind = "refusal" if refusal_problem(answer) else "reply" if reply_problem(answer) else "review"
+    for (framing, row, item), answer in zip(jobs, answers):
+        kind = ("refusal" if refusal_problem(answer) else "reply" if reply_problem(answer)
+                else "unusable" if review_problem(answer, [format_item(item)]) else "review")
         kinds[framing][kind] += 1
         refused_by_rating[framing][row.data.rating] += kind == "refusal"
+        if kind == "review":
+            words[framing].append(len(answer.split()))
         records.append({"framing": framing, "user_id": row.user_id, "asin": row.data.asin,
                         "rating": row.data.rating, "kind": kind, "answer": answer})
     ratings = Counter(row.data.rating for row in rows)
     print(f"{len(rows)} samples of {args.data} ({args.split}); ratings {dict(sorted(ratings.items()))}")
-    print("| framing | refusals | replies | refusals by rating |\n|---|---:|---:|---|")
+    print("| framing | refusals | replies | other unusable (a loop, a copy) | refusals by rating "
+          "| reviews' median words |\n|---|---:|---:|---:|---|---:|")
     for framing in args.framings:
         by_rating = ", ".join(f"{r:g}: {refused_by_rating[framing][r]}/{n}" for r, n in sorted(ratings.items()))
+        median = statistics.median(words[framing] or [0])
         print(f"| {framing} | {kinds[framing]['refusal']} ({kinds[framing]['refusal'] / len(rows):.0%}) "
-              f"| {kinds[framing]['reply']} | {by_rating} |")
+              f"| {kinds[framing]['reply']} | {kinds[framing]['unusable']} | {by_rating} | {median:g} |")
     if args.out:
         args.out.write_text(json.dumps(records, indent=1))
 

@@ -14,7 +14,8 @@ _FIELD_MARKERS = re.compile(
 # ("As an artificial intelligence language model, I don't have personal opinions...")
 _INTERJECTION = r"^\W*((oh|well|unfortunately)( no)?\W+)?"
 _REFUSAL = re.compile(_INTERJECTION + r"(I'?m|I am) (so |very )?sorry,? (but )?(I|as)\b[^.!?]{0,60}\b(can(no|')?t|can not"
-                      r"|am unable|won'?t)\b|" + _INTERJECTION + r"I can(no|')t (assist|help(?! but\b))"
+                      r"|am unable|won'?t|do(n'?t| not) have (enough |any )?(information|details|access))\b|"
+                      + _INTERJECTION + r"I can(no|')t (assist|help(?! but\b))"
                       r"|^[^.!?]{0,40}\bas an? (AI|artificial intelligence|(large )?language model)\b", re.IGNORECASE)
 # a shop assistant's answer to the customer ("I'm sorry to hear that you didn't enjoy...", "So glad you liked it!"),
 # not the customer's own review

@@ -80,6 +80,11 @@ class DRPConfig:
                 "chat turns, each item answered with the user's own review (few-shot demos), or as the earlier "
                 "entries of a document of the user's reviews that the model continues with the target's review "
                 "(vLLM's continue_final_message; no chat turn to refuse or reply to)"})
+    open_answer: bool = field(default=False, metadata={
+        "help": "beyond the paper: Generate's review, asked in a chat turn, has its answer begun as a review page's "
+                "entry (the rating, the review's title, then 'Review:'), which the model continues (vLLM's "
+                "continue_final_message; not with --past-reviews document, which begins it already): the 1.5B model "
+                "refuses critical reviews far less, but writes shorter ones"})
     review_candidates: int = field(default=1, metadata={
         "help": "beyond the paper: Generate writes this many reviews, the greedy one and the rest sampled at "
                 "temperature 0.8 in requests of up to 3 (vLLM's n; a run with more candidates reuses the answers "
@@ -131,6 +136,10 @@ class DRPConfig:
         extras = [name for name in ("contrast", "length_hint", "style_hint", "length_floor", "end_bias")
                   if getattr(self, name)] + (["repetition_penalty"] if self.repetition_penalty != 1.0 else []) + (
                   ["review_candidates"] if self.review_candidates > 1 else [])
+        if self.open_answer and self.past_reviews == "document":
+            raise ValueError("open_answer begins a chat turn's answer; past_reviews 'document' begins it already (the "
+                             "cpu profile's for methods that show past reviews): set past_reviews 'block' or 'demos'")
+        extras += ["open_answer"] if self.open_answer else []
         if self.rrp and (extras or self.past_reviews != "block"):
             raise ValueError(f"RRP's template takes the past reviews as a block and no hints: not with "
                              f"{extras or ['past_reviews ' + self.past_reviews]}")
@@ -196,7 +205,7 @@ class DRP(dspy.Module):
         self.summarize = Summarize(config.attempts)
         self.generate = Generate(config.contrast, config.attempts, config.length_hint, config.past_reviews,
                                  config.style_hint, config.end_bias, config.repetition_penalty,
-                                 config.review_candidates, config.review_pick)
+                                 config.review_candidates, config.review_pick, config.open_answer)
         for cls in (Infer, Recap, Distill, Refine, Reason, CrossCheck):  # only where a setting adds them
             if cls.name in stage_names(config):
                 setattr(self, cls.name, cls(config.attempts))

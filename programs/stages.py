@@ -12,7 +12,7 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 
 from ..data.schema import Item, Review
-from ..serving import DocumentAdapter, end_of_turn_token, repetition_penalty as penalty_fields
+from ..serving import DocumentAdapter, OpenedAnswerAdapter, end_of_turn_token, repetition_penalty as penalty_fields
 from ..signatures import (
     CrossCheckReview,
     DifferenceFeature,
@@ -176,7 +176,7 @@ class Generate(Stage):
     def __init__(self, contrastive: bool = False, attempts: int = 3, length_hint: bool = False,
                  past_reviews: Literal["block", "demos", "document"] = "block", style_hint: bool = False,
                  end_bias: float = 0.0, repetition_penalty: float = 1.0, review_candidates: int = 1,
-                 review_pick: Literal["length", "similarity"] = "length"):
+                 review_pick: Literal["length", "similarity"] = "length", open_answer: bool = False):
         super().__init__(attempts)
         self.end_bias, self.repetition_penalty = end_bias, repetition_penalty
         self.candidates, self.pick = review_candidates, review_pick
@@ -191,7 +191,7 @@ class Generate(Stage):
             signature = signature.delete("past_reviews")
         self.predict = dspy.Predict(signature)
         self.profile_field = "contrast_examples" if contrastive else "profile_summary"
-        self.past_reviews = past_reviews
+        self.past_reviews, self.open_answer = past_reviews, open_answer
 
     def forward(self, item: Item, history: Sequence[tuple[Item, Review]], profile: str | None, rating: float,
                 review_title: str, usage: Usage, sources: list[str], length: str | None = None,
@@ -235,11 +235,14 @@ class Generate(Stage):
             ).review.strip()
 
     def framing(self) -> dict[str, Any]:
-        """The adapter of a document framing (`past_reviews="document"`), around the run's adapter."""
-        if self.past_reviews != "document":
-            return {}
-        return {"adapter": DocumentAdapter(REVIEW_DOCUMENT, ("item", "rating", "review_title"),
-                                           fallback=dspy.settings.adapter or dspy.JSONAdapter())}
+        """The adapter that begins the review's answer, around the run's adapter: the document of past reviews
+        (`past_reviews="document"`), or a chat turn's answer begun as a review page's entry (`open_answer`)."""
+        fallback = dspy.settings.adapter or dspy.JSONAdapter()
+        if self.past_reviews == "document":
+            return {"adapter": DocumentAdapter(REVIEW_DOCUMENT, ("item", "rating", "review_title"), fallback)}
+        if self.open_answer:
+            return {"adapter": OpenedAnswerAdapter(("rating", "review_title"), fallback)}
+        return {}
 
 
 CANDIDATE_TEMPERATURE = 0.8

@@ -163,22 +163,19 @@ class TextAdapter(dspy.Adapter):
         return {name: re.sub(label, "", text, count=1, flags=re.IGNORECASE).strip()}
 
 
-_OPEN_DOCUMENT: ContextVar[str] = ContextVar("open_document", default="")  # the last one this thread formatted
+_BEGUN_ANSWER: ContextVar[str] = ContextVar("begun_answer", default="")  # the last one this thread formatted
 
 
-class DocumentAdapter(TextAdapter):
-    """A text signature asked as the next entry of a document the model continues, not as a request in a chat
-    turn: the document's heading, the inputs that hold for the whole document as labelled lines, the demos as
-    earlier entries, and the call's inputs as the last entry, open after the answer's label. The model writes
-    on (vLLM's `continue_final_message`) until it starts another entry. No turn asks the model anything, so it
-    has nothing to refuse or to reply to; the instruction stays in the system message, where an optimizer can
-    still tune it. `entry` names the inputs each entry has (a demo, the call); the others are the document's."""
+class ContinuedAdapter(TextAdapter):
+    """A text signature whose answer the prompt has already begun with the `entry` inputs as labelled lines and the
+    answer's label: the model writes on (vLLM's `continue_final_message`) and stops at another entry. How the rest
+    of the prompt asks is the subclass's `messages`."""
 
     CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}
 
-    def __init__(self, heading: str, entry: tuple[str, ...], fallback: dspy.Adapter, callbacks: list | None = None):
+    def __init__(self, entry: tuple[str, ...], fallback: dspy.Adapter, callbacks: list | None = None):
         super().__init__(fallback, callbacks)
-        self.heading, self.entry = heading, entry
+        self.entry = entry
 
     def __call__(self, lm, lm_kwargs, signature, demos, inputs):
         return super().__call__(lm, self.continuing(lm, lm_kwargs, signature), signature, demos, inputs)
@@ -187,34 +184,66 @@ class DocumentAdapter(TextAdapter):
         return await super().acall(lm, self.continuing(lm, lm_kwargs, signature), signature, demos, inputs)
 
     def continuing(self, lm, lm_kwargs: dict[str, Any], signature: type[dspy.Signature]) -> dict[str, Any]:
-        """The call's settings, asking the server to continue the document and to stop at the next entry (the
-        LM's own `extra_body` kept: a call's replaces it)."""
+        """The call's settings, asking the server to continue the answer and to stop at the next entry (the LM's
+        own `extra_body` kept: a call's replaces it)."""
         if not self.handles(signature):
             return lm_kwargs
         extra = {**lm.kwargs.get("extra_body", {}), **lm_kwargs.get("extra_body", {}), **self.CONTINUE}
         return {**lm_kwargs, "extra_body": extra, "stop": [f"\n{self._label(self.entry[0])}:"]}
 
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
-        # llama.cpp's server answers with the open document and what it wrote on; vLLM's, with what it wrote on
-        completion = completion.removeprefix(_OPEN_DOCUMENT.get()) if self.handles(signature) else completion
+        # llama.cpp's server answers with the begun answer and what it wrote on; vLLM's, with what it wrote on
+        completion = completion.removeprefix(_BEGUN_ANSWER.get()) if self.handles(signature) else completion
         return super().parse(signature, completion)
 
     def format(self, signature, demos, inputs):
         if not self.handles(signature):
             return self.fallback.format(signature, demos, inputs)
-        messages = self.document(signature, demos, inputs)
-        _OPEN_DOCUMENT.set(messages[-1]["content"])  # this thread's call is parsed next
+        messages = self.messages(signature, demos, inputs)
+        _BEGUN_ANSWER.set(messages[-1]["content"])  # this thread's call is parsed next
         return messages
 
-    def document(self, signature, demos, inputs) -> list[dict[str, str]]:
-        """The messages: the instruction as the system message, the open document as the answer to continue."""
+    def opened_entry(self, signature: type[dspy.Signature], values: dict[str, Any]) -> str:
+        """An entry begun: its inputs as labelled lines, then the answer's label, open."""
+        answer = self._label(next(iter(signature.output_fields)))
+        return "\n".join([*self.labelled(signature.input_fields, values, self.entry), f"{answer}:"])
+
+    def messages(self, signature, demos, inputs) -> list[dict[str, str]]:
+        raise NotImplementedError
+
+
+class OpenedAnswerAdapter(ContinuedAdapter):
+    """A text signature asked in a chat turn (`TextAdapter`'s messages), its answer begun as a page's entry (the
+    `entry` inputs, then the answer's label) for the model to continue. Asked for a critical review in a bare chat
+    turn, the 1.5B model refuses most of the time; with its answer begun, it seldom does, but it writes shorter
+    reviews (docs/measurements.md)."""
+
+    def messages(self, signature, demos, inputs) -> list[dict[str, str]]:
+        return [*TextAdapter.format(self, signature, demos, inputs),
+                {"role": "assistant", "content": self.opened_entry(signature, inputs)}]
+
+
+class DocumentAdapter(ContinuedAdapter):
+    """A text signature asked as the next entry of a document the model continues, not as a request in a chat
+    turn: the document's heading, the inputs that hold for the whole document as labelled lines, the demos as
+    earlier entries, and the call's inputs as the last entry, open after the answer's label. No turn asks the model
+    anything, so it has nothing to refuse or to reply to; the instruction stays in the system message, where an
+    optimizer can still tune it. `entry` names the inputs each entry has (a demo, the call); the others are the
+    document's."""
+
+    def __init__(self, heading: str, entry: tuple[str, ...], fallback: dspy.Adapter, callbacks: list | None = None):
+        super().__init__(entry, fallback, callbacks)
+        self.heading = heading
+
+    def messages(self, signature, demos, inputs) -> list[dict[str, str]]:
+        """The instruction as the system message, the open document as the answer to continue."""
         name = next(iter(signature.output_fields))
         fields = signature.input_fields
         answer = self._label(name)
         document = [self.heading, "\n".join(self.labelled(fields, inputs, [n for n in fields if n not in self.entry]))]
         document += ["\n".join([*self.labelled(fields, demo, self.entry), f"{answer}: {demo[name]}"])
                      for demo in demos if demo.get(name)]
-        document.append("\n".join([*self.labelled(fields, inputs, self.entry), f"{answer}:"]))
+        document.append(self.opened_entry(signature, inputs))
         return [{"role": "system", "content": self.format_system_message(signature)},
                 {"role": "assistant", "content": "\n\n".join(part for part in document if part)}]
 

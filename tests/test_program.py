@@ -7,7 +7,7 @@ import pytest
 from dspy.utils import DummyLM
 
 from drpkit.data.tasks import build_task
-from drpkit.serving import (DocumentAdapter, InputsFirstJSONAdapter, TextAdapter, ThinkingChatAdapter,
+from drpkit.serving import (ContinuedAdapter, DocumentAdapter, InputsFirstJSONAdapter, TextAdapter, ThinkingChatAdapter,
                             ThinkingJSONAdapter, repetition_penalty, strip_thinking)
 from drpkit.programs import DRP, STAGES, DRPConfig, Extract, Generate, StageFailure, Summarize, Usage, Validate
 from drpkit.programs.checks import commentary_start, lead_in_end, review_problem
@@ -165,9 +165,12 @@ def test_review_problem_detects_empty_markers_and_copies():
                     "As an AI language model, I don't have personal experiences, but here is a review.",
                     # two that passed as reviews on the 40 validation users
                     "Oh no, I'm sorry, but I can't assist with that.",
-                    "As an artificial intelligence language model, I don't have personal opinions, feelings."):
+                    "As an artificial intelligence language model, I don't have personal opinions, feelings.",
+                    # one that passed as a review when the answer was begun as a review page's entry
+                    "I'm sorry, but I don't have enough information to give you a review of Bryter Layter."):
         assert review_problem(refusal, []) == "a refusal, not an answer"
     assert review_problem("I'm sorry, but this album is a bore and I can't stand it.", []) is None
+    assert review_problem("I'm sorry, but I don't have the patience for a double album of filler.", []) is None
     assert review_problem("Unfortunately I can't help but skip the second side of this record.", []) is None
 
 
@@ -543,6 +546,25 @@ def test_past_reviews_as_a_document_leave_the_model_the_target_entry_to_continue
     assert kwargs["stop"] == ["\nItem:"]  # the next entry is not the review's
     assert kwargs["extra_body"] == {"repetition_detection": {"min_count": 3}, "continue_final_message": True,
                                     "add_generation_prompt": False}
+
+
+def test_an_opened_answer_asks_in_a_chat_turn_and_leaves_the_model_a_review_entry_to_continue(tiny_data):
+    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    lm = text_lm([{"review": " " + REVIEW}])
+    with dspy.context(lm=lm, adapter=ThinkingJSONAdapter()):  # whatever the run's adapter
+        review = Generate(open_answer=True)(task.item, [], None, 2.0, "Val-Hala", usage=Usage(), sources=[])
+    assert review == REVIEW
+    system, request, answer = lm.history[0]["messages"]
+    assert [system["role"], request["role"]] == ["system", "user"]
+    assert request["content"].endswith("Write your review's text, in your own voice: the text only, no label, "
+                                       "no heading.")
+    assert answer == {"role": "assistant", "content": "Rating: 2\nReview title: Val-Hala\nReview:"}
+    assert lm.history[0]["kwargs"]["extra_body"] == ContinuedAdapter.CONTINUE
+
+
+def test_an_answer_begun_twice_is_refused():
+    with pytest.raises(ValueError, match="begins it already"):
+        DRPConfig(open_answer=True, past_reviews="document")
 
 
 def test_an_answer_that_repeats_the_open_document_is_parsed_to_what_follows_it():
