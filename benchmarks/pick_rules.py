@@ -1,6 +1,8 @@
 """Which rule should pick Generate's review among its candidates (`--review-candidates`)? Each rule is scored on
 the candidates a run recorded in its rows (corpus BLEU, length ratio, ROUGE-L), against a baseline run on the same
 samples (paired bootstrap differences). Only the oracle rule reads the reference: it is the headroom, not a method.
+A difference-aware rule reads, for a DRP run, the representatives' reviews of the compared items that Step 0 picked
+(the row's `comparisons`, looked up in the data); for a run without compared items it is the similarity rule.
 
     python benchmarks/pick_rules.py runs/rag-doc-candidates/predictions.jsonl \
         --baseline runs/rag-doc/predictions.jsonl --data ../shared/data/digital_music_2014 --split val
@@ -27,17 +29,33 @@ from drpkit.programs.checks import review_problem
 from drpkit.programs.stages import candidate_score, review_words
 from drpkit.runner import read_rows
 
-Rule = Callable[[list[dict], list, str], str]
+Rule = Callable[[list[dict], list, list[str], str], str]
 RULES: dict[str, Rule] = {
-    "the run's pick": lambda candidates, history, reference: next(c["review"] for c in candidates if c["picked"]),
-    "nearest the median length": lambda candidates, history, reference: max(
+    "the run's pick": lambda candidates, history, others, reference: next(
+        c["review"] for c in candidates if c["picked"]),
+    "nearest the median length": lambda candidates, history, others, reference: max(
         _usable(candidates), key=candidate_score("length", history)),
-    "longest": lambda candidates, history, reference: max(_usable(candidates), key=review_words),
-    "most like the past reviews shown": lambda candidates, history, reference: max(
+    "longest": lambda candidates, history, others, reference: max(_usable(candidates), key=review_words),
+    "most like the past reviews shown": lambda candidates, history, others, reference: max(
         _usable(candidates), key=candidate_score("similarity", history)),
-    "oracle (reference)": lambda candidates, history, reference: max(
+    "like the user's, unlike the others'": lambda candidates, history, others, reference: max(
+        _usable(candidates), key=_contrast(history, others)),
+    "oracle (reference)": lambda candidates, history, others, reference: max(
         _usable(candidates), key=lambda text: sacrebleu.sentence_bleu(text, [reference]).score),
 }
+"""`others`: the representatives' reviews of the sample's compared items (DRP's Step 0), none for other methods."""
+
+
+def _contrast(history: list, others: list[str]) -> Callable[[str], float]:
+    """Difference-aware: ROUGE-1 F against the user's past reviews shown minus that against the representatives'
+    reviews of the compared items (words the user uses and the others do not); the similarity rule without any."""
+    like_user = candidate_score("similarity", history)
+    if not others:
+        return like_user
+    from rouge_score import rouge_scorer
+
+    scorer, theirs = rouge_scorer.RougeScorer(["rouge1"]), " ".join(others)
+    return lambda text: like_user(text) - scorer.score(theirs, text)["rouge1"].fmeasure
 
 
 def _usable(candidates: list[dict]) -> list[str]:
@@ -60,7 +78,7 @@ def main() -> None:
     if not rows or not all(row.candidates for row in rows):
         raise SystemExit(f"{args.run}: rows without recorded candidates (run its command again into a new folder)")
     baseline = read_rows(args.baseline)
-    data = load_reviews(args.data, splits=(args.split,))
+    data = load_reviews(args.data)  # every split: the representatives' reviews are any split's
     reviews = {(row.user_id, review.asin): review for row in data.rows[args.split] for review in row.profile}
     picks: dict[str, list[str]] = {"baseline": [baseline[row.key].prediction or "" for row in rows]}
     shown = [_shown(row, reviews, data.items) for row in rows]
@@ -70,8 +88,10 @@ def main() -> None:
         rejected = sum(c["usable"] for row in rows for c in row.candidates) - sum(c["usable"] for cs in candidates
                                                                                    for c in cs)
         print(f"--recheck: {rejected} candidates the run kept as usable are rejected by today's checks")
+    others = [_representatives(row, data) for row in rows]
     for name, rule in RULES.items():
-        picks[name] = [rule(cs, history, row.reference) for row, cs, history in zip(rows, candidates, shown)]
+        picks[name] = [rule(cs, history, theirs, row.reference)
+                       for row, cs, history, theirs in zip(rows, candidates, shown, others)]
     references = [row.reference for row in rows]
     bleu_metric, rouge_metric = BLEU(), ROUGE()
     bootstrap = PairedBootstrap(metrics=[BLEU(), ROUGE()])
@@ -79,7 +99,7 @@ def main() -> None:
     for name, predictions in picks.items():
         bleu = bleu_metric.corpus_score(predictions, references)
         rouge = rouge_metric.corpus_score(predictions, references)
-        line = f"{name:34s} BLEU {bleu['bleu']:5.2f}  ratio {bleu['length_ratio']:.2f}  ROUGE-L {rouge['rougeL']:.4f}"
+        line = f"{name:36s} BLEU {bleu['bleu']:5.2f}  ratio {bleu['length_ratio']:.2f}  ROUGE-L {rouge['rougeL']:.4f}"
         if name != "baseline":
             d = bootstrap.compare(picks["baseline"], predictions, references)
             line += (f"  vs baseline BLEU {d['bleu'].delta:+.2f} [{d['bleu'].low:+.2f}, {d['bleu'].high:+.2f}]"
@@ -93,6 +113,13 @@ def _rechecked(candidates: list[dict], history: list) -> list[dict]:
     had more, so a copy of the item's description, say, is not caught again, but nothing is rejected wrongly)."""
     texts = [review.text for _, review in history]
     return [c | {"usable": c["usable"] and review_problem(c["review"], texts) is None} for c in candidates]
+
+
+def _representatives(row, data) -> list[str]:
+    """The reviews of the row's compared items by the representatives Step 0 picked (DRP's; none for rag)."""
+    return [review.text for comparison in row.comparisons
+            for user_id, review in data.item_reviews(comparison["asin"])
+            if user_id in comparison["representatives"]]
 
 
 def _shown(row, reviews: dict, items: dict) -> list:
