@@ -27,6 +27,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import dspy
 from plain_prompt import complete
 from plain_prompt import messages as plain_messages
 
@@ -34,7 +35,8 @@ from drpkit.data import SAMPLE_DIR, load_reviews
 from drpkit.data.schema import Item, UserRow
 from drpkit.programs.checks import refusal_problem, reply_problem, review_problem
 from drpkit.programs.formatting import format_item
-from drpkit.serving.adapters import ADAPTERS, ContinuedAdapter, OpenedAnswerAdapter
+from drpkit.programs.stages import Generate
+from drpkit.serving.adapters import ADAPTERS, ContinuedAdapter
 from drpkit.signatures.generate import GenerateReview
 
 BANNED = ["I'm sorry, but", "I am sorry, but", "I'm sorry, I", "I can't assist", "I cannot assist", "As an AI",
@@ -50,8 +52,9 @@ def program_messages(row: UserRow, item: Item, open_answer: bool = False) -> lis
     signature = GenerateReview.delete("past_reviews").delete("profile_summary")
     inputs = {"item": format_item(item), "rating": row.data.rating, "review_title": row.data.title}
     adapter = ADAPTERS["text"]["inputs-first"]()
-    if open_answer:
-        adapter = OpenedAnswerAdapter(("rating", "review_title"), adapter)
+    if open_answer:  # Generate's own framing around the run's adapter
+        with dspy.context(adapter=adapter):
+            adapter = Generate(open_answer=True).framing()["adapter"]
     return adapter.format(signature, [], inputs)
 
 
