@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--data", default="sample")
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the split's first N samples, before --limit (as `drp run --skip`)")
     parser.add_argument("--api-base", default="http://127.0.0.1:8000/v1")
     parser.add_argument("--model", default="drp-default")
     parser.add_argument("--max-tokens", type=int, default=1024, help="as `drp run`'s default LM")
@@ -91,7 +93,8 @@ def main() -> None:
     data = load_reviews(SAMPLE_DIR if args.data == "sample" else args.data)
     if args.split not in data.rows:
         sys.exit(f"split {args.split!r} is not in the data (have: {sorted(data.rows)})")
-    rows = data.rows[args.split][: args.limit] if args.limit else data.rows[args.split]
+    rows = data.rows[args.split][args.skip:]
+    rows = rows[: args.limit] if args.limit else rows
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     done = {key for key, row in read_rows(out / PREDICTIONS).items() if row.finished}
