@@ -29,7 +29,7 @@ from drpkit.programs.checks import review_problem
 from drpkit.programs.stages import candidate_score, review_words
 from drpkit.runner import read_rows
 
-Rule = Callable[[list[dict], list, list[str], str], str]
+Rule = Callable[[list[dict], list, list, str], str]
 RULES: dict[str, Rule] = {
     "the run's pick": lambda candidates, history, others, reference: next(
         c["review"] for c in candidates if c["picked"]),
@@ -43,19 +43,19 @@ RULES: dict[str, Rule] = {
     "oracle (reference)": lambda candidates, history, others, reference: max(
         _usable(candidates), key=lambda text: sacrebleu.sentence_bleu(text, [reference]).score),
 }
-"""`others`: the representatives' reviews of the sample's compared items (DRP's Step 0), none for other methods."""
+"""`others`: the representatives' reviews of the sample's compared items (DRP's Step 0) with their items, none for
+other methods."""
 
 
-def _contrast(history: list, others: list[str]) -> Callable[[str], float]:
-    """Difference-aware: ROUGE-1 F against the user's past reviews shown minus that against the representatives'
-    reviews of the compared items (words the user uses and the others do not); the similarity rule without any."""
+def _contrast(history: list, others: list) -> Callable[[str], float]:
+    """Difference-aware: the similarity rule's score against the user's past reviews shown minus the same against
+    the representatives' reviews of the compared items (words the user uses and the others do not); the similarity
+    rule alone without any."""
     like_user = candidate_score("similarity", history)
     if not others:
         return like_user
-    from rouge_score import rouge_scorer
-
-    scorer, theirs = rouge_scorer.RougeScorer(["rouge1"]), " ".join(others)
-    return lambda text: like_user(text) - scorer.score(theirs, text)["rouge1"].fmeasure
+    like_others = candidate_score("similarity", others)
+    return lambda text: like_user(text) - like_others(text)
 
 
 def _usable(candidates: list[dict]) -> list[str]:
@@ -115,9 +115,10 @@ def _rechecked(candidates: list[dict], history: list) -> list[dict]:
     return [c | {"usable": c["usable"] and review_problem(c["review"], texts) is None} for c in candidates]
 
 
-def _representatives(row, data) -> list[str]:
-    """The reviews of the row's compared items by the representatives Step 0 picked (DRP's; none for rag)."""
-    return [review.text for comparison in row.comparisons
+def _representatives(row, data) -> list:
+    """The reviews of the row's compared items by the representatives Step 0 picked, as (item, review) pairs like
+    the history's (DRP's; none for rag)."""
+    return [(data.items[comparison["asin"]], review) for comparison in row.comparisons
             for user_id, review in data.item_reviews(comparison["asin"])
             if user_id in comparison["representatives"]]
 
