@@ -25,8 +25,8 @@ from .calls import StageFailure
 from .formatting import (format_contrasts, format_differences, format_history, format_persona,
                          format_similar_personas)
 from .representatives import SelectRepresentatives
-from .stages import (CrossCheck, Distill, Extract, Generate, Infer, Reason, Recap, Refine, Stage, Summarize, Validate,
-                     median_words)
+from .stages import (CrossCheck, Dimensions, Distill, Extract, Generate, Infer, Reason, Recap, Refine, Stage, Summarize,
+                     Validate, median_words)
 from .style import Style, describe_style
 from .usage import Usage
 from .users import UserProfiles, Work, profile_key
@@ -51,8 +51,9 @@ class DRPConfig:
     m: int = field(default=4, metadata={"help": "representative reviewers per compared item"})
     selection: Literal["kmeans", "random"] = field(
         default="kmeans", metadata={"help": "Step 0: K-means over review embeddings, or random (ablation)"})
-    dimensions: Literal["discovered", "fixed"] = field(
-        default="discovered", metadata={"help": "Step 1: dimensions the LM finds, or DPL's three fixed ones"})
+    dimensions: Dimensions = field(default="discovered", metadata={
+        "help": "Step 1: dimensions the LM finds in the user's style, found in what the user writes about as well "
+                "(with-content; Validate then keeps such features), or DPL's three fixed ones"})
     validate: bool = field(default=True, metadata={"help": "Step 2 (off: the ablation without it)"})
     summarize: bool = field(
         default=True, metadata={"help": "Step 3a (off: the differences go straight to Generate)"})
@@ -201,7 +202,7 @@ class DRP(dspy.Module):
         self.config = config
         self.representatives = SelectRepresentatives(config.m, config.selection, config.seed, embedder)
         self.extract = Extract(config.dimensions, config.attempts)
-        self.validate = Validate(config.attempts)
+        self.validate = Validate(config.dimensions, config.attempts)
         self.summarize = Summarize(config.attempts)
         self.generate = Generate(config.contrast, config.attempts, config.length_hint, config.past_reviews,
                                  config.style_hint, config.end_bias, config.repetition_penalty,

@@ -17,6 +17,7 @@ from ..signatures import (
     CrossCheckReview,
     DifferenceFeature,
     DistillPersona,
+    ExtractContentDifferences,
     ExtractDifferences,
     ExtractFixedDifferences,
     GenerateContrastiveReview,
@@ -27,6 +28,7 @@ from ..signatures import (
     REVIEW_DOCUMENT,
     RefinePersona,
     SummarizeProfile,
+    ValidateContentDifferences,
     ValidateDifferences,
 )
 
@@ -93,6 +95,11 @@ def _end_token(lm: dspy.LM | None) -> int:
     return _end_token_at(base, lm.model.split("/", 1)[-1])
 
 
+Dimensions = Literal["discovered", "with-content", "fixed"]
+"""Step 1's dimensions: found by the LM in the user's style (the paper), found in what the user writes about as
+well, or DPL's three fixed ones."""
+
+
 def _no_features(prediction: dspy.Prediction) -> str | None:
     return None if prediction.differences else "no difference features in the answer"
 
@@ -103,10 +110,12 @@ class Extract(Stage):
     name = "extract"
     answer_tokens = 1024  # reasoning, then the features (measured: 330 tokens a call on average)
 
-    def __init__(self, dimensions: Literal["discovered", "fixed"] = "discovered", attempts: int = 3):
+    SIGNATURES = {"discovered": ExtractDifferences, "with-content": ExtractContentDifferences,
+                  "fixed": ExtractFixedDifferences}
+
+    def __init__(self, dimensions: Dimensions = "discovered", attempts: int = 3):
         super().__init__(attempts)
-        signature = ExtractDifferences if dimensions == "discovered" else ExtractFixedDifferences
-        self.predict = dspy.ChainOfThought(signature)
+        self.predict = dspy.ChainOfThought(self.SIGNATURES[dimensions])
 
     def forward(self, item: Item, user_review: Review, others: list[Review], usage: Usage) -> list[DifferenceFeature]:
         prediction = call_stage(
@@ -123,9 +132,10 @@ class Validate(Stage):
     name = "validate"
     answer_tokens = 512  # reasoning, then the numbers kept (measured: 170)
 
-    def __init__(self, attempts: int = 3):
+    def __init__(self, dimensions: Dimensions = "discovered", attempts: int = 3):
         super().__init__(attempts)
-        self.predict = dspy.ChainOfThought(ValidateDifferences)
+        self.predict = dspy.ChainOfThought(
+            ValidateContentDifferences if dimensions == "with-content" else ValidateDifferences)
 
     def forward(self, item: Item, user_review: Review, others: list[Review],
                 features: list[DifferenceFeature], usage: Usage) -> list[DifferenceFeature]:

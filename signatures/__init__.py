@@ -1,6 +1,6 @@
 """One DSPy signature per DRP stage: its docstring is the stage's instruction."""
 
-from .extract import ExtractDifferences, ExtractFixedDifferences
+from .extract import ExtractContentDifferences, ExtractDifferences, ExtractFixedDifferences
 from .features import DifferenceFeature
 from .generate import REVIEW_DOCUMENT, GenerateContrastiveReview, GenerateReview
 from .judge import JudgeFeature
@@ -9,13 +9,14 @@ from .preferences import InferPreferences
 from .reason import CrossCheckReview, ReasonedReview
 from .recap import RecapHistory
 from .summarize import SummarizeProfile
-from .validate import ValidateDifferences
+from .validate import ValidateContentDifferences, ValidateDifferences
 
 __all__ = [
     "REVIEW_DOCUMENT",
     "CrossCheckReview",
     "DifferenceFeature",
     "DistillPersona",
+    "ExtractContentDifferences",
     "ExtractDifferences",
     "ExtractFixedDifferences",
     "GenerateContrastiveReview",
@@ -26,5 +27,6 @@ __all__ = [
     "RecapHistory",
     "RefinePersona",
     "SummarizeProfile",
+    "ValidateContentDifferences",
     "ValidateDifferences",
 ]

@@ -291,6 +291,19 @@ def test_ablations_are_configuration(tiny_data):
     assert prediction.summary.startswith("Album")
 
 
+def test_content_dimensions_ask_extract_and_validate_about_what_the_user_discusses(tiny_data):
+    task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=1, m=4)
+    program = DRP(DRPConfig(selection="random", dimensions="with-content"))
+    lms = stage_lms()
+    program.set_stage_lms(lms)
+    program(task=task)
+    extract_system, validate_system = (" ".join(lms[stage].history[0]["messages"][0]["content"].split())
+                                       for stage in ("extract", "validate"))
+    assert "which aspects of the item the user discusses" in extract_system
+    assert "not in the facts about the item" not in extract_system
+    assert "mere facts about this item that say nothing about the user" in validate_system
+
+
 def test_extract_failure_is_recorded_and_the_sample_goes_on(tiny_data):
     task = build_task(tiny_data.rows["test"][0], tiny_data, num_retrieved=3, num_compared=1, m=4)
     program = DRP(DRPConfig(selection="random", attempts=2))
