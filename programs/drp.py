@@ -86,6 +86,10 @@ class DRPConfig:
                 "entry (the rating, the review's title, then 'Review:'), which the model continues (vLLM's "
                 "continue_final_message; not with --past-reviews document, which begins it already): the 1.5B model "
                 "refuses critical reviews far less, but writes shorter ones"})
+    profile_in_entry: bool = field(default=False, metadata={
+        "help": "beyond the paper: with --past-reviews document, Generate's profile (the summary) is a line of the "
+                "target's open entry, just above 'Review:', in place of a line under the document's heading: the "
+                "1.5B model continuing the document wrote as if it had no profile (docs/measurements.md)"})
     review_candidates: int = field(default=1, metadata={
         "help": "beyond the paper: Generate writes this many reviews, the greedy one and the rest sampled at "
                 "temperature 0.8 in requests of up to 3 (vLLM's n; a run with more candidates reuses the answers "
@@ -141,6 +145,9 @@ class DRPConfig:
             raise ValueError("open_answer begins a chat turn's answer; past_reviews 'document' begins it already (the "
                              "cpu profile's for methods that show past reviews): set past_reviews 'block' or 'demos'")
         extras += ["open_answer"] if self.open_answer else []
+        if self.profile_in_entry and self.past_reviews != "document":
+            raise ValueError("profile_in_entry places the profile in the document's open entry: set past_reviews "
+                             "'document'")
         if self.rrp and (extras or self.past_reviews != "block"):
             raise ValueError(f"RRP's template takes the past reviews as a block and no hints: not with "
                              f"{extras or ['past_reviews ' + self.past_reviews]}")
@@ -206,7 +213,8 @@ class DRP(dspy.Module):
         self.summarize = Summarize(config.attempts)
         self.generate = Generate(config.contrast, config.attempts, config.length_hint, config.past_reviews,
                                  config.style_hint, config.end_bias, config.repetition_penalty,
-                                 config.review_candidates, config.review_pick, config.open_answer)
+                                 config.review_candidates, config.review_pick, config.open_answer,
+                                 config.profile_in_entry)
         for cls in (Infer, Recap, Distill, Refine, Reason, CrossCheck):  # only where a setting adds them
             if cls.name in stage_names(config):
                 setattr(self, cls.name, cls(config.attempts))

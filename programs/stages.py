@@ -186,7 +186,8 @@ class Generate(Stage):
     def __init__(self, contrastive: bool = False, attempts: int = 3, length_hint: bool = False,
                  past_reviews: Literal["block", "demos", "document"] = "block", style_hint: bool = False,
                  end_bias: float = 0.0, repetition_penalty: float = 1.0, review_candidates: int = 1,
-                 review_pick: Literal["length", "similarity"] = "length", open_answer: bool = False):
+                 review_pick: Literal["length", "similarity"] = "length", open_answer: bool = False,
+                 profile_in_entry: bool = False):
         super().__init__(attempts)
         self.end_bias, self.repetition_penalty = end_bias, repetition_penalty
         self.candidates, self.pick = review_candidates, review_pick
@@ -201,7 +202,7 @@ class Generate(Stage):
             signature = signature.delete("past_reviews")
         self.predict = dspy.Predict(signature)
         self.profile_field = "contrast_examples" if contrastive else "profile_summary"
-        self.past_reviews, self.open_answer = past_reviews, open_answer
+        self.past_reviews, self.open_answer, self.profile_in_entry = past_reviews, open_answer, profile_in_entry
 
     def forward(self, item: Item, history: Sequence[tuple[Item, Review]], profile: str | None, rating: float,
                 review_title: str, usage: Usage, sources: list[str], length: str | None = None,
@@ -246,10 +247,12 @@ class Generate(Stage):
 
     def framing(self) -> dict[str, Any]:
         """The adapter that begins the review's answer, around the run's adapter: the document of past reviews
-        (`past_reviews="document"`), or a chat turn's answer begun as a review page's entry (`open_answer`)."""
+        (`past_reviews="document"`; the profile a line under its heading, or of the open entry with
+        `profile_in_entry`), or a chat turn's answer begun as a review page's entry (`open_answer`)."""
         fallback = dspy.settings.adapter or dspy.JSONAdapter()
         if self.past_reviews == "document":
-            return {"adapter": DocumentAdapter(REVIEW_DOCUMENT, ("item", "rating", "review_title"), fallback)}
+            entry = ("item", "rating", "review_title") + ((self.profile_field,) if self.profile_in_entry else ())
+            return {"adapter": DocumentAdapter(REVIEW_DOCUMENT, entry, fallback)}
         if self.open_answer:
             return {"adapter": OpenedAnswerAdapter(("rating", "review_title"), fallback)}
         return {}

@@ -561,6 +561,24 @@ def test_past_reviews_as_a_document_leave_the_model_the_target_entry_to_continue
                                     "add_generation_prompt": False}
 
 
+def test_a_profile_in_the_entry_sits_just_above_the_open_review_and_not_under_the_heading(tiny_data):
+    task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
+    lm = text_lm([{"review": " " + REVIEW}])
+    with dspy.context(lm=lm, adapter=ThinkingJSONAdapter()):
+        Generate(past_reviews="document", profile_in_entry=True)(task.item, task.history, "summary", 4.0, "ok",
+                                                                  usage=Usage(), sources=[])
+    entries = lm.history[0]["messages"][-1]["content"].split("\n\n")
+    assert entries[1].startswith("Item: ")  # the first past review follows the heading at once
+    assert "Profile summary" not in "\n\n".join(entries[:-1])
+    assert entries[-1] == (f"Item: {format_item(task.item)}\nRating: 4\nReview title: ok\n"
+                           "Profile summary: summary\nReview:")
+
+
+def test_a_profile_in_the_entry_needs_the_document():
+    with pytest.raises(ValueError, match="past_reviews 'document'"):
+        DRPConfig(profile_in_entry=True)
+
+
 def test_an_opened_answer_asks_in_a_chat_turn_and_leaves_the_model_a_review_entry_to_continue(tiny_data):
     task = build_task(tiny_data.rows["test"][1], tiny_data, num_retrieved=3, num_compared=0, m=4)
     lm = text_lm([{"review": " " + REVIEW}])
