@@ -88,8 +88,8 @@ class DRPConfig:
                 "refuses critical reviews far less, but writes shorter ones"})
     profile_in_entry: bool = field(default=False, metadata={
         "help": "beyond the paper: with --past-reviews document, Generate's profile (the summary) is a line of the "
-                "target's open entry, just above 'Review:', in place of a line under the document's heading: the "
-                "1.5B model continuing the document wrote as if it had no profile (docs/measurements.md)"})
+                "target's open entry, just above 'Review:', in place of a line under the document's heading (measured "
+                "with the 1.5B model: shorter reviews, no gain over rag on held-out users; docs/measurements.md)"})
     review_candidates: int = field(default=1, metadata={
         "help": "beyond the paper: Generate writes this many reviews, the greedy one and the rest sampled at "
                 "temperature 0.8 in requests of up to 3 (vLLM's n; a run with more candidates reuses the answers "
